@@ -1,0 +1,60 @@
+"""whattimeisitrightnow: a Globus Action Provider that tells the time at a UTC offset."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from globus_action_provider_tools.flask.helpers import assign_json_provider
+
+from app.actions import ActionService, Clock, Settings, utc_now
+from app.auth import make_state_builder, provider_scope
+from app.description import Description
+from app.errors import register_error_handlers
+from app.hooks import register_hooks
+from app.routes import bp
+from app.store import open_store
+from app.validation import RunRequestValidator
+
+CONFIG_FILE = Path(__file__).parent.parent / "config.py"
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    overrides: dict[str, Any] | None = None,
+    *,
+    clock: Clock = utc_now,
+    rng: random.Random | None = None,
+) -> Flask:
+    """Build the provider: config.py, then FLASK_* environment, then ``overrides``."""
+    app = Flask(__name__)
+    app.config.from_pyfile(str(CONFIG_FILE))
+    app.config.from_prefixed_env()
+    app.config.update(overrides or {})
+    app.config["DEBUG"] = False  # never the debugger, whatever the environment says
+    assign_json_provider(app)
+
+    validator = RunRequestValidator(int(app.config["MAX_REQUEST_ID_LENGTH"]))
+    store = open_store(app.config["STORE_URL"])
+    app.extensions["auth_state_builder"] = make_state_builder(app.config)
+    app.extensions["run_validator"] = validator
+    app.extensions["store"] = store
+    app.extensions["actions"] = ActionService(
+        store, Settings.from_config(app.config), clock=clock, rng=rng
+    )
+    app.extensions["description"] = Description(
+        provider_scope(app.config), validator.input_schema, app.config
+    )
+    if app.config["AUTH_MODE"] == "dev":
+        log.warning(
+            "DEV MODE: tokens 'dev-token-<name>' are accepted without Globus Auth; "
+            "only loopback clients are served. Never use this in production."
+        )
+
+    register_hooks(app)
+    register_error_handlers(app)
+    app.register_blueprint(bp)
+    return app

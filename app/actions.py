@@ -1,0 +1,294 @@
+"""The business rules of whattimeisitrightnow: start, status, cancel, release.
+
+Pure: the clock and the random source are injected, the store is a parameter,
+and the only I/O is through the store. An action's public status is a function
+of its stored record and the time, so reading a status never writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import isodate
+from globus_action_provider_tools.authentication import AuthState
+from globus_action_provider_tools.authorization import (
+    authorize_action_access_or_404,
+    authorize_action_management_or_404,
+)
+from globus_action_provider_tools.data_types import ActionRequest
+from globus_action_provider_tools.errors import AuthenticationError
+from globus_action_provider_tools.flask.exceptions import (
+    ActionConflict,
+    ActionNotFound,
+    BadActionRequest,
+)
+
+from app.store import ActionRecord, ActionStore
+
+Clock = Callable[[], datetime]
+
+FAILED_DETAILS = {"message": "We didn't know what time it was.", "error": "WATCHLESS"}
+CANCELLED_DETAILS = {"message": "Job cancelled", "error": "CANCELLED"}
+SWEEP_LIMIT = 16  # actions released automatically per run request, at most
+
+_OFFSET_HM = re.compile(r"([+-]?)(\d{1,2}):(\d{2})")
+
+
+@dataclass(frozen=True)
+class Settings:
+    min_delay: timedelta
+    max_delay: timedelta
+    failure_rate: float
+    release_after: timedelta
+    max_release_after: timedelta
+    maximum_deadline: timedelta
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Settings:
+        settings = cls(
+            min_delay=timedelta(seconds=float(config["MIN_DELAY_SECONDS"])),
+            max_delay=timedelta(seconds=float(config["MAX_DELAY_SECONDS"])),
+            failure_rate=float(config["FAILURE_RATE"]),
+            release_after=parse_duration(config["RELEASE_AFTER"]),
+            max_release_after=parse_duration(config["MAX_RELEASE_AFTER"]),
+            maximum_deadline=parse_duration(config["MAXIMUM_DEADLINE"]),
+        )
+        if not timedelta(0) <= settings.min_delay <= settings.max_delay:
+            raise ValueError("need 0 <= MIN_DELAY_SECONDS <= MAX_DELAY_SECONDS")
+        if not 0.0 <= settings.failure_rate <= 1.0:
+            raise ValueError("FAILURE_RATE must be between 0 and 1")
+        return settings
+
+
+def parse_duration(text: str) -> timedelta:
+    """An ISO 8601 duration of days and times ("P30D", "PT1H") as a timedelta."""
+    value = isodate.parse_duration(text)
+    if not isinstance(value, timedelta):  # years or months: no fixed length
+        raise ValueError(f"use days, not years or months: {text!r}")
+    return value
+
+
+def format_duration(value: timedelta) -> str:
+    return isodate.duration_isoformat(value)
+
+
+def parse_utc_offset(value: float | int | str) -> timezone:
+    """A validated utc_offset (see schema.json) as a timezone, to the minute."""
+    if isinstance(value, str):
+        match = _OFFSET_HM.fullmatch(value)
+        if match:
+            sign = -1 if match.group(1) == "-" else 1
+            minutes = sign * (int(match.group(2)) * 60 + int(match.group(3)))
+        else:
+            minutes = round(float(value) * 60)
+    else:
+        minutes = round(value * 60)
+    if not -12 * 60 <= minutes <= 14 * 60:
+        raise BadActionRequest("Field '$.body.utc_offset': must be from -12 to +14")
+    return timezone(timedelta(minutes=minutes))
+
+
+def fingerprint(request: ActionRequest) -> bytes:
+    """A digest of everything in a run request but its request_id.
+
+    Two requests with one request_id start one action only when their
+    fingerprints match; otherwise the second is a conflict.
+    """
+    canonical = {
+        "body": request.body,
+        "label": request.label,
+        "monitor_by": sorted(request.monitor_by),
+        "manage_by": sorted(request.manage_by),
+        "allowed_clients": sorted(request.allowed_clients),
+        "deadline": request.deadline.isoformat() if request.deadline else None,
+        "release_after": (request.release_after.total_seconds() if request.release_after else None),
+    }
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+def iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+def public_status(record: ActionRecord, now: datetime) -> dict[str, Any]:
+    """The ActionStatus document of ``record`` at ``now`` (spec-shaped JSON).
+
+    The private ``result`` appears only once the action has completed.
+    """
+    if record.cancelled_at is not None:
+        status, display, details = "FAILED", "CANCELLED", CANCELLED_DETAILS
+    elif record.estimated_completion_time <= now:
+        if record.result is not None:
+            status, details = "SUCCEEDED", {"whattimeisit": record.result}
+        else:
+            status, details = "FAILED", FAILED_DETAILS
+        display = status
+    else:
+        status = display = "ACTIVE"
+        details = {"estimated_completion_time": iso(record.estimated_completion_time)}
+    document: dict[str, Any] = {
+        "action_id": record.action_id,
+        "status": status,
+        "display_status": display,
+        "creator_id": record.creator_id,
+        "monitor_by": list(record.monitor_by),
+        "manage_by": list(record.manage_by),
+        "start_time": iso(record.start_time),
+        "release_after": format_duration(record.release_after),
+        "details": dict(details),
+    }
+    if record.label is not None:
+        document["label"] = record.label
+    if status != "ACTIVE":
+        document["completion_time"] = iso(record.completion_time)
+    return document
+
+
+def is_complete(record: ActionRecord, now: datetime) -> bool:
+    return record.cancelled_at is not None or record.estimated_completion_time <= now
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ActionService:
+    """The provider's operations, each checked against the caller's rights."""
+
+    def __init__(
+        self,
+        store: ActionStore,
+        settings: Settings,
+        clock: Clock = utc_now,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.rng = rng or random.SystemRandom()
+
+    # --- run -----------------------------------------------------------------
+    def run(self, request: ActionRequest, caller: AuthState) -> tuple[dict[str, Any], bool]:
+        """Start the action ``request`` asks for, or find the one its
+        request_id already started; return its status and whether it is new."""
+        now = self.clock()
+        record = self._new_record(request, caller, now)
+        stored, created = self.store.create(record, now)
+        if created:
+            self.store.sweep(now, SWEEP_LIMIT)
+        elif stored.fingerprint != record.fingerprint:
+            raise ActionConflict(
+                f"request_id {request.request_id!r} was already used for a different request"
+            )
+        return public_status(stored, now), created
+
+    def _new_record(self, request: ActionRequest, caller: AuthState, now: datetime) -> ActionRecord:
+        settings = self.settings
+        tz = parse_utc_offset(request.body["utc_offset"])
+        release_after = request.release_after or settings.release_after
+        if not timedelta(0) <= release_after <= settings.max_release_after:
+            raise BadActionRequest(
+                "Field '$.release_after': must be between P0D and "
+                f"{format_duration(settings.max_release_after)}"
+            )
+        delay = self.rng.uniform(
+            settings.min_delay.total_seconds(), settings.max_delay.total_seconds()
+        )
+        estimated = now + timedelta(seconds=delay)
+        if request.deadline is not None:
+            estimated = min(estimated, self._check_deadline(request.deadline, now))
+        succeeds = self.rng.random() >= settings.failure_rate
+        identities = tuple(sorted(caller.identities))
+        return ActionRecord(
+            action_id=str(uuid.uuid4()),
+            creator_id=caller.effective_identity,
+            request_id=request.request_id,
+            fingerprint=fingerprint(request),
+            start_time=now,
+            estimated_completion_time=estimated,
+            release_after=release_after,
+            result=now.astimezone(tz).isoformat() if succeeds else None,
+            monitor_by=tuple(sorted(request.monitor_by)) or identities,
+            manage_by=tuple(sorted(request.manage_by)) or identities,
+            label=request.label,
+        )
+
+    def _check_deadline(self, deadline: datetime, now: datetime) -> datetime:
+        if deadline.tzinfo is None:
+            raise BadActionRequest("Field '$.deadline': must include a UTC offset")
+        if deadline <= now:
+            raise BadActionRequest("Field '$.deadline': is in the past")
+        if deadline > now + self.settings.maximum_deadline:
+            raise BadActionRequest(
+                "Field '$.deadline': is later than the maximum_deadline "
+                f"{format_duration(self.settings.maximum_deadline)}"
+            )
+        return deadline
+
+    # --- status, cancel, release --------------------------------------------
+    def status(self, action_id: str, caller: AuthState) -> dict[str, Any]:
+        now = self.clock()
+        record = self._visible(action_id, caller, now)
+        return public_status(record, now)
+
+    def cancel(self, action_id: str, caller: AuthState) -> dict[str, Any]:
+        now = self.clock()
+        self._manageable(action_id, caller, now)
+        cancelled = self.store.cancel(action_id, now)
+        if cancelled is None:
+            raise ActionConflict(f"Action {action_id} has already completed")
+        return public_status(cancelled, now)
+
+    def release(self, action_id: str, caller: AuthState) -> dict[str, Any]:
+        now = self.clock()
+        record = self._manageable(action_id, caller, now)
+        if not is_complete(record, now):
+            raise ActionConflict(
+                f"Action {action_id} is still running; cancel it before releasing it"
+            )
+        if not self.store.release(action_id):
+            raise _not_found(action_id)
+        return public_status(record, now)
+
+    def _live(self, action_id: str, now: datetime) -> ActionRecord:
+        record = self.store.get(action_id)
+        if record is None or record.release_at <= now:
+            raise _not_found(action_id)
+        return record
+
+    def _visible(self, action_id: str, caller: AuthState, now: datetime) -> ActionRecord:
+        record = self._live(action_id, now)
+        _authorize(authorize_action_access_or_404, record, caller)
+        return record
+
+    def _manageable(self, action_id: str, caller: AuthState, now: datetime) -> ActionRecord:
+        record = self._live(action_id, now)
+        _authorize(authorize_action_management_or_404, record, caller)
+        return record
+
+
+def _authorize(
+    check: Callable[[Any, AuthState], None], record: ActionRecord, caller: AuthState
+) -> None:
+    """Run one of the library's authorize_*_or_404 checks on a record.
+
+    The library checks reads ``creator_id``, ``monitor_by``, ``manage_by`` and
+    ``action_id``, which a record has, so no ActionStatus model is built.
+    """
+    try:
+        check(record, caller)
+    except AuthenticationError:
+        raise _not_found(record.action_id) from None
+
+
+def _not_found(action_id: str) -> ActionNotFound:
+    return ActionNotFound(f"No action with id {action_id}")

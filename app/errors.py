@@ -1,0 +1,94 @@
+"""Every error leaves as the library's JSON error body: {"code", "description"}."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response
+from globus_action_provider_tools.flask.exceptions import (
+    ActionConflict,
+    ActionNotFound,
+    ActionProviderError,
+    ActionProviderToolsException,
+    BadActionRequest,
+    UnauthorizedRequest,
+)
+from werkzeug.exceptions import (
+    Forbidden,
+    HTTPException,
+    MethodNotAllowed,
+    RequestEntityTooLarge,
+    ServiceUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+# The library's class for each status it has one for; others get a class below.
+_LIBRARY_CLASSES: dict[int, type[ActionProviderToolsException]] = {
+    400: BadActionRequest,
+    401: UnauthorizedRequest,
+    404: ActionNotFound,
+    409: ActionConflict,
+    500: ActionProviderError,
+}
+
+
+class ActionForbidden(ActionProviderToolsException, Forbidden):
+    pass
+
+
+class ActionMethodNotAllowed(ActionProviderToolsException, MethodNotAllowed):
+    def get_headers(self, *args: object) -> list[tuple[str, str]]:
+        headers = super().get_headers(*args)
+        if self.valid_methods:
+            headers.append(("Allow", ", ".join(self.valid_methods)))
+        return headers
+
+
+class RequestTooLarge(ActionProviderToolsException, RequestEntityTooLarge):
+    pass
+
+
+class AuthUnavailable(ActionProviderToolsException, ServiceUnavailable):
+    """Globus Auth could not be asked; the caller should retry."""
+
+    retry_after_seconds = 5
+
+    def get_headers(self, *args: object) -> list[tuple[str, str]]:
+        return [*super().get_headers(*args), ("Retry-After", str(self.retry_after_seconds))]
+
+
+class BearerUnauthorized(UnauthorizedRequest):
+    """401 with the challenge header RFC 6750 asks for."""
+
+    @property
+    def name(self) -> str:
+        return "UnauthorizedRequest"
+
+    def get_headers(self, *args: object) -> list[tuple[str, str]]:
+        return [*super().get_headers(*args), ("WWW-Authenticate", "Bearer")]
+
+
+def as_json_error(error: HTTPException) -> ActionProviderToolsException:
+    """The same error as one of the library's JSON exceptions."""
+    if isinstance(error, ActionProviderToolsException):
+        return error
+    if isinstance(error, MethodNotAllowed):
+        return ActionMethodNotAllowed(valid_methods=error.valid_methods)
+    if isinstance(error, RequestEntityTooLarge):
+        return RequestTooLarge("The request body is larger than this provider accepts.")
+    cls = _LIBRARY_CLASSES.get(error.code or 500)
+    if cls is None:
+        cls = type(type(error).__name__, (ActionProviderToolsException, type(error)), {})
+    return cls(error.description)
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        return as_json_error(error).get_response()
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error: Exception) -> Response:
+        log.exception("unhandled error")
+        return ActionProviderError("Internal Server Error").get_response()

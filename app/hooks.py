@@ -1,0 +1,71 @@
+"""before_request hooks: dev-mode loopback guard, token checking, run-request
+validation. They run in that order, after routing, for every request."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+import globus_sdk
+from flask import Flask, current_app, g, request
+from globus_action_provider_tools.errors import AuthenticationError
+from globus_action_provider_tools.flask.helpers import FlaskAuthStateBuilder
+
+from app.errors import ActionForbidden, AuthUnavailable, BearerUnauthorized
+from app.validation import RunRequestValidator, parse_json
+
+log = logging.getLogger(__name__)
+
+# Endpoints that answer without a token.
+PUBLIC_ENDPOINTS: set[str] = set()
+
+
+def register_hooks(app: Flask) -> None:
+    if app.config["AUTH_MODE"] == "dev":
+        app.before_request(loopback_only)
+    app.before_request(check_token)
+    app.before_request(validate_run_request)
+
+
+def loopback_only() -> None:
+    """Dev tokens are guessable: serve only this machine's own clients."""
+    try:
+        is_loopback = ipaddress.ip_address(request.remote_addr or "").is_loopback
+    except ValueError:
+        is_loopback = False
+    if not is_loopback:
+        raise ActionForbidden("This provider runs in dev mode: loopback clients only.")
+
+
+def check_token() -> None:
+    """Build the caller's AuthState (library path) into ``g.auth_state``."""
+    if request.routing_exception is not None:
+        raise request.routing_exception  # 404/405 before asking Globus Auth
+    if request.method == "OPTIONS" or request.endpoint in PUBLIC_ENDPOINTS:
+        return
+    builder: FlaskAuthStateBuilder = current_app.extensions["auth_state_builder"]
+    try:
+        g.auth_state = builder.build_from_request()
+    except AuthenticationError as error:
+        raise BearerUnauthorized(str(error)) from None
+    except globus_sdk.GlobusAPIError as error:
+        if error.http_status in (400, 401, 403):
+            log.error(
+                "Globus Auth rejected this provider's own client credentials "
+                "(HTTP %s): check CLIENT_ID and CLIENT_SECRET",
+                error.http_status,
+            )
+        else:
+            log.warning("Globus Auth answered HTTP %s to introspection", error.http_status)
+        raise AuthUnavailable("Globus Auth is unavailable; try again shortly.") from None
+    except globus_sdk.NetworkError as error:
+        log.warning("Globus Auth unreachable: %s", type(error).__name__)
+        raise AuthUnavailable("Globus Auth is unavailable; try again shortly.") from None
+
+
+def validate_run_request() -> None:
+    """Parse and validate the body of a run request into ``g.action_request``."""
+    if request.endpoint != "provider.run":
+        return
+    validator: RunRequestValidator = current_app.extensions["run_validator"]
+    g.action_request = validator.validate(parse_json(request.get_data()))

@@ -1,0 +1,85 @@
+"""The ActionStore contract shared by every backend.
+
+A store keeps two things: the request index ``(creator_id, request_id) ->
+action_id`` and the records ``action_id -> ActionRecord``. It knows nothing of
+HTTP or of Globus; the business rules in ``app.actions`` decide what the public
+status of a record is at a given time.
+
+Every method is atomic with respect to every other call on the same store,
+across threads (memory) and across processes and hosts (SQL).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+from typing import Protocol
+
+
+@dataclasses.dataclass(slots=True, frozen=True)
+class ActionRecord:
+    """Everything the provider keeps about one action.
+
+    The public status (SUCCEEDED/FAILED/ACTIVE, details, completion_time) is
+    derived from these fields and the clock by ``app.actions``; ``result`` is
+    private: the precomputed answer, or None for the WATCHLESS failure, and is
+    never rendered before ``estimated_completion_time``.
+    """
+
+    action_id: str
+    creator_id: str
+    request_id: str
+    fingerprint: bytes  # digest of the run request, for request_id dedup
+    start_time: datetime
+    estimated_completion_time: datetime
+    release_after: timedelta
+    result: str | None
+    monitor_by: tuple[str, ...] = ()
+    manage_by: tuple[str, ...] = ()
+    label: str | None = None
+    cancelled_at: datetime | None = None
+
+    @property
+    def completion_time(self) -> datetime:
+        """When the action completes (or completed): cancel time or its estimate."""
+        return self.cancelled_at or self.estimated_completion_time
+
+    @property
+    def release_at(self) -> datetime:
+        """When the action is released automatically."""
+        return self.completion_time + self.release_after
+
+
+class ActionStore(Protocol):
+    def create(self, record: ActionRecord, now: datetime) -> tuple[ActionRecord, bool]:
+        """Store ``record`` unless its (creator_id, request_id) already names a live
+        action; return the stored record and whether this call created it.
+
+        A record whose ``release_at`` is not after ``now`` counts as gone.
+        """
+        ...
+
+    def get(self, action_id: str) -> ActionRecord | None:
+        """The record, or None. Callers check ``release_at`` themselves."""
+        ...
+
+    def cancel(self, action_id: str, now: datetime) -> ActionRecord | None:
+        """Compare-and-set: mark the action cancelled at ``now`` if it is neither
+        cancelled nor past its estimated completion. Return the new record, or
+        None when this call did not win (already cancelled, completed or gone)."""
+        ...
+
+    def release(self, action_id: str) -> bool:
+        """Forget the action and its request_id; True only for the call that did."""
+        ...
+
+    def sweep(self, now: datetime, limit: int) -> int:
+        """Forget at most ``limit`` actions whose ``release_at`` is not after
+        ``now``; return how many were forgotten."""
+        ...
+
+    def ping(self) -> bool:
+        """True when the store answers (health checks)."""
+        ...
+
+    def close(self) -> None: ...

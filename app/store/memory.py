@@ -1,0 +1,92 @@
+"""The default store: two dicts in this process, guarded by one lock."""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import threading
+from datetime import datetime
+
+from app.store.base import ActionRecord
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[str, ActionRecord] = {}
+        self._requests: dict[tuple[str, str], str] = {}
+        # (release_at, action_id); entries go stale when an action is cancelled
+        # or released, and are checked against the record when they come due.
+        self._release_queue: list[tuple[datetime, str]] = []
+
+    def create(self, record: ActionRecord, now: datetime) -> tuple[ActionRecord, bool]:
+        key = (record.creator_id, record.request_id)
+        with self._lock:
+            existing_id = self._requests.get(key)
+            if existing_id is not None:
+                existing = self._records[existing_id]
+                if existing.release_at > now:
+                    return existing, False
+                self._forget(existing)
+            self._records[record.action_id] = record
+            self._requests[key] = record.action_id
+            heapq.heappush(self._release_queue, (record.release_at, record.action_id))
+            return record, True
+
+    def get(self, action_id: str) -> ActionRecord | None:
+        return self._records.get(action_id)
+
+    def cancel(self, action_id: str, now: datetime) -> ActionRecord | None:
+        with self._lock:
+            record = self._records.get(action_id)
+            if (
+                record is None
+                or record.cancelled_at is not None
+                or record.estimated_completion_time <= now
+            ):
+                return None
+            cancelled = dataclasses.replace(record, cancelled_at=now)
+            self._records[action_id] = cancelled
+            heapq.heappush(self._release_queue, (cancelled.release_at, action_id))
+            return cancelled
+
+    def release(self, action_id: str) -> bool:
+        with self._lock:
+            record = self._records.get(action_id)
+            if record is None:
+                return False
+            self._forget(record)
+            if len(self._release_queue) > 2 * len(self._records) + 64:
+                # Drop the stale entries of released actions so memory stays
+                # proportional to the live actions (amortised O(1) a release).
+                self._release_queue = [(r.release_at, r.action_id) for r in self._records.values()]
+                heapq.heapify(self._release_queue)
+            return True
+
+    def sweep(self, now: datetime, limit: int) -> int:
+        forgotten = 0
+        with self._lock:
+            queue = self._release_queue
+            while queue and queue[0][0] <= now and limit > 0:
+                limit -= 1
+                _, action_id = heapq.heappop(queue)
+                record = self._records.get(action_id)
+                if record is not None and record.release_at <= now:
+                    self._forget(record)
+                    forgotten += 1
+        return forgotten
+
+    def ping(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def _forget(self, record: ActionRecord) -> None:
+        del self._records[record.action_id]
+        key = (record.creator_id, record.request_id)
+        if self._requests.get(key) == record.action_id:
+            del self._requests[key]

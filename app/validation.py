@@ -1,0 +1,113 @@
+"""Validation of run requests: strict JSON, the official ActionRequest schema
+(from the bundled copy of the Actions API spec), then ``schema.json`` for the
+body. Every rejection is a 400 naming the field, without echoing its value.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pydantic
+import yaml
+from globus_action_provider_tools.data_types import ActionRequest
+from globus_action_provider_tools.flask.exceptions import BadActionRequest
+
+SPEC_PATH = Path(__file__).parent / "spec" / "actions_spec.openapi.yaml"
+INPUT_SCHEMA_PATH = Path(__file__).parent.parent / "schema.json"
+MAX_ERRORS = 5
+MAX_MESSAGE = 200
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("number out of range")
+    return value
+
+
+def parse_json(data: bytes) -> Any:
+    """Parse a request body as strict JSON (no NaN, no Infinity, no overflow)."""
+    try:
+        return json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError) as error:
+        reason = "nested too deeply" if isinstance(error, RecursionError) else "invalid"
+        raise BadActionRequest(f"The request body is not valid JSON ({reason})") from None
+
+
+def load_input_schema() -> dict[str, Any]:
+    return json.loads(INPUT_SCHEMA_PATH.read_text())
+
+
+def action_request_schema(max_request_id_length: int) -> dict[str, Any]:
+    """The spec's ActionRequest schema, with this provider's two additions:
+    a bounded, non-empty request_id, and ``tags`` (sent by the globus-automate
+    ActionClient), accepted and ignored."""
+    spec = yaml.safe_load(SPEC_PATH.read_text())
+    components = spec["components"]
+    schema = copy.deepcopy(components["schemas"]["ActionRequest"])
+    schema["properties"]["request_id"].update(minLength=1, maxLength=max_request_id_length)
+    schema["properties"]["tags"] = {"type": "array", "items": {"type": "string"}}
+    schema["components"] = components  # so that "#/components/..." refs resolve
+    return schema
+
+
+class RunRequestValidator:
+    """Compiled once per app; validates the JSON of one POST /run."""
+
+    def __init__(self, max_request_id_length: int) -> None:
+        request_schema = action_request_schema(max_request_id_length)
+        self._request = jsonschema.Draft7Validator(
+            request_schema, format_checker=jsonschema.FormatChecker()
+        )
+        self.input_schema = load_input_schema()
+        self._body = jsonschema.Draft7Validator(self.input_schema)
+
+    def validate(self, document: Any) -> ActionRequest:
+        _raise_errors(self._request, document, "$")
+        _raise_errors(self._body, document["body"], "$.body")
+        try:
+            return ActionRequest(**document)
+        except pydantic.ValidationError as error:
+            messages = [
+                f"Field '$.{'.'.join(map(str, e['loc']))}': {e['msg']}"
+                for e in error.errors()[:MAX_ERRORS]
+            ]
+            raise BadActionRequest("; ".join(messages)) from None
+
+
+def _raise_errors(validator: jsonschema.Draft7Validator, instance: Any, root: str) -> None:
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.path))
+    if errors:
+        raise BadActionRequest("; ".join(_describe(e, root) for e in errors[:MAX_ERRORS]))
+
+
+def _describe(error: jsonschema.ValidationError, root: str) -> str:
+    path = root + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    if error.validator in ("required", "additionalProperties"):
+        detail = error.message  # names properties, never echoes a value
+    elif error.validator in ("oneOf", "anyOf") and "description" in error.schema:
+        detail = f"must be {error.schema['description']}"
+    else:
+        detail = _EXPECTATIONS.get(str(error.validator), "is not valid")
+    return f"Field '{path}' (category: '{error.validator}'): {detail}"[:MAX_MESSAGE]
+
+
+_EXPECTATIONS = {
+    "type": "has the wrong type",
+    "pattern": "does not have the required format",
+    "format": "does not have the required format",
+    "minLength": "is too short",
+    "maxLength": "is too long",
+    "uniqueItems": "has duplicate items",
+    "minimum": "is too small",
+    "maximum": "is too large",
+}

@@ -1,0 +1,56 @@
+"""Default configuration of whattimeisitrightnow.
+
+Every UPPER_CASE name here is a Flask config key. Override any of them with an
+environment variable ``FLASK_<NAME>`` (values are parsed as JSON when they can be,
+so ``FLASK_FAILURE_RATE=0.5`` is a number and ``FLASK_CLIENT_ID=abc`` a string),
+or, in tests, with ``create_app({"NAME": value})``.
+"""
+
+# --- Globus Auth -------------------------------------------------------------
+# The provider's Globus Auth confidential client (a "resource server").
+# Required unless AUTH_MODE is "dev".
+CLIENT_ID: str = ""
+CLIENT_SECRET: str = ""
+# The scope that callers' tokens must carry, e.g.
+# "https://auth.globus.org/scopes/<CLIENT_ID>/action_all".
+SCOPE: str = ""
+
+# "globus" (real token introspection) or "dev" (local dev tokens
+# "dev-token-<name>", loopback clients only). Never set "dev" in production.
+AUTH_MODE: str = "globus"
+
+# Seconds to wait for Globus Auth / Groups before answering 503.
+AUTH_TIMEOUT_SECONDS: float = 5.0
+# Introspection results are cached (keyed by a hash of the token).
+INTROSPECT_CACHE_SIZE: int = 10_000
+INTROSPECT_CACHE_TTL_SECONDS: int = 30
+
+# --- Storage -----------------------------------------------------------------
+# memory:// (default, lost on restart), sqlite:///path/to/file.db, or
+# postgresql://user@host/dbname.
+STORE_URL: str = "memory://"
+
+# --- Actions -----------------------------------------------------------------
+# Each action finishes a random number of seconds in [MIN, MAX] after it starts.
+MIN_DELAY_SECONDS: float = 5
+MAX_DELAY_SECONDS: float = 900
+# Share of actions that fail with WATCHLESS (0.0 to 1.0).
+FAILURE_RATE: float = 0.3
+# How long a completed action is kept before it is released automatically
+# (ISO 8601 duration), unless the run request gives its own release_after.
+RELEASE_AFTER: str = "P30D"
+# The longest release_after a run request may ask for.
+MAX_RELEASE_AFTER: str = "P90D"
+# The latest deadline a run request may give, from now (ISO 8601 duration).
+MAXIMUM_DEADLINE: str = "P30D"
+# Longest request_id accepted (characters).
+MAX_REQUEST_ID_LENGTH: int = 256
+
+# --- HTTP --------------------------------------------------------------------
+# Largest request body accepted, in bytes (larger: 413).
+MAX_CONTENT_LENGTH: int = 64 * 1024
+
+# --- Introspection -----------------------------------------------------------
+# Principal URNs (urn:globus:auth:identity:<uuid> or urn:globus:groups:id:<uuid>)
+# of the provider's administrators, published in the introspection document.
+ADMINISTERED_BY: list = []

@@ -1,0 +1,88 @@
+"""Shared fixtures: the app with a fake clock, Globus faked over HTTP, users."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import responses
+from flask import Flask
+from flask.testing import FlaskClient
+from globus_action_provider_tools.authentication import AuthState
+
+from app import create_app
+from tests.globus_fakes import SCOPE, FakeGlobus, User
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_auth_caches() -> Iterator[None]:
+    """The library's caches are class-wide; no test may see another's tokens."""
+    for cache in (
+        AuthState.introspect_cache,
+        AuthState.group_membership_cache,
+        AuthState.dependent_tokens_cache,
+    ):
+        cache.clear()
+    yield
+
+
+@pytest.fixture
+def globus() -> Iterator[FakeGlobus]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield FakeGlobus(mock)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+GLOBUS_CONFIG: dict[str, Any] = {
+    "CLIENT_ID": "00000000-0000-4000-8000-00000000aaaa",
+    "CLIENT_SECRET": "not-a-real-secret",
+    "SCOPE": SCOPE,
+    "AUTH_MODE": "globus",
+    "STORE_URL": "memory://",
+}
+
+
+@pytest.fixture
+def make_app(globus: FakeGlobus, clock: FakeClock):  # type: ignore[no-untyped-def]
+    def make(**overrides: Any) -> Flask:
+        return create_app({**GLOBUS_CONFIG, **overrides}, clock=clock, rng=random.Random(7))
+
+    return make
+
+
+@pytest.fixture
+def app(make_app) -> Flask:  # type: ignore[no-untyped-def]
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def alice(globus: FakeGlobus) -> User:
+    return globus.user("alice")
+
+
+@pytest.fixture
+def bob(globus: FakeGlobus) -> User:
+    return globus.user("bob")

@@ -1,0 +1,72 @@
+"""The whole lifecycle over real HTTP, against gunicorn, in dev mode."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import requests
+
+from tests.server import gunicorn
+
+pytestmark = pytest.mark.e2e
+ALICE = {"Authorization": "Bearer dev-token-alice"}
+BOB = {"Authorization": "Bearer dev-token-bob"}
+
+
+@pytest.fixture(scope="module")
+def url():
+    env = {"FLASK_MIN_DELAY_SECONDS": "1", "FLASK_MAX_DELAY_SECONDS": "1"}
+    with gunicorn(env) as base:
+        yield base
+
+
+def test_lifecycle_over_http(url):
+    introspect = requests.get(url + "/", headers=ALICE, timeout=5)
+    assert introspect.status_code == 200
+    assert introspect.json()["title"] == "What Time Is It Right Now?"
+
+    request = {"request_id": str(uuid.uuid4()), "body": {"utc_offset": "+05:30"}}
+    started = requests.post(url + "/run", json=request, headers=ALICE, timeout=5)
+    assert started.status_code == 202
+    action_id = started.json()["action_id"]
+    assert requests.post(url + "/run", json=request, headers=ALICE, timeout=5).status_code == 200
+
+    assert requests.get(f"{url}/{action_id}/status", headers=BOB, timeout=5).status_code == 404
+    status = requests.get(f"{url}/{action_id}/status", headers=ALICE, timeout=5).json()
+    assert status["status"] == "ACTIVE"
+
+    assert requests.post(f"{url}/{action_id}/release", headers=ALICE, timeout=5).status_code == 409
+    time.sleep(1.1)
+    final = requests.get(f"{url}/{action_id}/status", headers=ALICE, timeout=5).json()
+    assert final["status"] in ("SUCCEEDED", "FAILED")
+    if final["status"] == "SUCCEEDED":
+        assert final["details"]["whattimeisit"].endswith("+05:30")
+    else:
+        assert final["details"]["error"] == "WATCHLESS"
+
+    released = requests.post(f"{url}/{action_id}/release", headers=ALICE, timeout=5)
+    assert released.status_code == 200 and released.json() == final
+    assert requests.get(f"{url}/{action_id}/status", headers=ALICE, timeout=5).status_code == 404
+
+
+def test_cancel_over_http_with_empty_body(url):
+    request = {"request_id": str(uuid.uuid4()), "body": {"utc_offset": -3}}
+    action_id = requests.post(url + "/run", json=request, headers=ALICE, timeout=5).json()[
+        "action_id"
+    ]
+    # What real clients send: POST, no body, no Content-Type.
+    cancelled = requests.post(f"{url}/{action_id}/cancel", headers=ALICE, timeout=5)
+    assert cancelled.status_code == 200
+    assert cancelled.json()["details"]["error"] == "CANCELLED"
+
+
+def test_bad_input_over_http_is_json(url):
+    response = requests.post(
+        url + "/run", data=b"{not json", headers={**ALICE, "Content-Type": "application/json"},
+        timeout=5,
+    )
+    assert response.status_code == 400
+    assert response.headers["Content-Type"] == "application/json"
+    assert requests.get(url + "/", timeout=5).status_code == 401
