@@ -32,6 +32,7 @@ from globus_action_provider_tools.flask.exceptions import (
 )
 
 from app.store import ActionRecord, ActionStore
+from app.store.base import effective_status
 
 Clock = Callable[[], datetime]
 
@@ -124,16 +125,14 @@ def public_status(record: ActionRecord, now: datetime) -> dict[str, Any]:
 
     The private ``result`` appears only once the action has completed.
     """
+    status = display = effective_status(record, now)
     if record.cancelled_at is not None:
-        status, display, details = "FAILED", "CANCELLED", CANCELLED_DETAILS
-    elif record.estimated_completion_time <= now:
-        if record.result is not None:
-            status, details = "SUCCEEDED", {"whattimeisit": record.result}
-        else:
-            status, details = "FAILED", FAILED_DETAILS
-        display = status
+        display, details = "CANCELLED", CANCELLED_DETAILS
+    elif status == "SUCCEEDED":
+        details = {"whattimeisit": record.result}
+    elif status == "FAILED":
+        details = FAILED_DETAILS
     else:
-        status = display = "ACTIVE"
         details = {"estimated_completion_time": iso(record.estimated_completion_time)}
     document: dict[str, Any] = {
         "action_id": record.action_id,
@@ -154,7 +153,7 @@ def public_status(record: ActionRecord, now: datetime) -> dict[str, Any]:
 
 
 def is_complete(record: ActionRecord, now: datetime) -> bool:
-    return record.cancelled_at is not None or record.estimated_completion_time <= now
+    return effective_status(record, now) != "ACTIVE"
 
 
 def utc_now() -> datetime:

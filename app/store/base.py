@@ -50,6 +50,25 @@ class ActionRecord:
         return self.completion_time + self.release_after
 
 
+ROLES = ("creator_id", "monitor_by", "manage_by")
+STATUSES = ("ACTIVE", "INACTIVE", "SUCCEEDED", "FAILED")
+
+
+def effective_status(record: ActionRecord, now: datetime) -> str:
+    """The lifecycle status of ``record`` at ``now`` (INACTIVE never happens here)."""
+    if record.cancelled_at is not None:
+        return "FAILED"
+    if record.estimated_completion_time > now:
+        return "ACTIVE"
+    return "SUCCEEDED" if record.result is not None else "FAILED"
+
+
+def holds_role(record: ActionRecord, principals: frozenset[str], role: str) -> bool:
+    if role == "creator_id":
+        return record.creator_id in principals
+    return not principals.isdisjoint(getattr(record, role))
+
+
 class ActionStore(Protocol):
     def create(self, record: ActionRecord, now: datetime) -> tuple[ActionRecord, bool]:
         """Store ``record`` unless its (creator_id, request_id) already names a live
@@ -76,6 +95,21 @@ class ActionStore(Protocol):
     def sweep(self, now: datetime, limit: int) -> int:
         """Forget at most ``limit`` actions whose ``release_at`` is not after
         ``now``; return how many were forgotten."""
+        ...
+
+    def enumerate(
+        self,
+        principals: frozenset[str],
+        roles: frozenset[str],
+        statuses: frozenset[str],
+        now: datetime,
+        limit: int,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[ActionRecord]:
+        """Live actions (``release_at`` after ``now``) in which one of
+        ``principals`` holds one of ``roles`` (a subset of ROLES) and whose
+        ``effective_status`` at ``now`` is in ``statuses``; ordered by
+        (start_time, action_id), strictly after ``after``; at most ``limit``."""
         ...
 
     def ping(self) -> bool:

@@ -7,7 +7,7 @@ import heapq
 import threading
 from datetime import datetime
 
-from app.store.base import ActionRecord
+from app.store.base import ActionRecord, effective_status, holds_role
 
 
 class MemoryStore:
@@ -75,6 +75,27 @@ class MemoryStore:
                     self._forget(record)
                     forgotten += 1
         return forgotten
+
+    def enumerate(
+        self,
+        principals: frozenset[str],
+        roles: frozenset[str],
+        statuses: frozenset[str],
+        now: datetime,
+        limit: int,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[ActionRecord]:
+        # A scan: fine for the one-process store; SQL stores use indexes.
+        found = [
+            record
+            for record in list(self._records.values())
+            if record.release_at > now
+            and (after is None or (record.start_time, record.action_id) > after)
+            and effective_status(record, now) in statuses
+            and any(holds_role(record, principals, role) for role in roles)
+        ]
+        found.sort(key=lambda r: (r.start_time, r.action_id))
+        return found[:limit]
 
     def ping(self) -> bool:
         return True
