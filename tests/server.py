@@ -33,17 +33,27 @@ def gunicorn(
     """Yield the base URL of a gunicorn serving ``app``; stop it afterwards."""
     port = free_port()
     command = [
-        sys.executable, "-m", "gunicorn", app,
-        "--bind", f"127.0.0.1:{port}",
-        "--workers", str(workers),
-        "--graceful-timeout", "2",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        app,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--graceful-timeout",
+        "2",
         "--no-control-socket",
         *extra_args,
     ]
     environment = {**os.environ, "FLASK_AUTH_MODE": "dev", **(env or {})}
     process = subprocess.Popen(
-        command, cwd=ROOT, env=environment,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        command,
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -57,7 +57,11 @@ def test_command_line_without_credentials_says_what_to_set():
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
     result = subprocess.run(
         [sys.executable, "-m", "app", "--port", "0"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -67,6 +71,9 @@ def test_command_line_without_credentials_says_what_to_set():
 def test_command_line_dev_refuses_a_public_bind():
     result = subprocess.run(
         [sys.executable, "-m", "app", "--dev", "--host", "0.0.0.0"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2 and "loopback" in result.stderr

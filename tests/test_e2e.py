@@ -64,7 +64,9 @@ def test_cancel_over_http_with_empty_body(url):
 
 def test_bad_input_over_http_is_json(url):
     response = requests.post(
-        url + "/run", data=b"{not json", headers={**ALICE, "Content-Type": "application/json"},
+        url + "/run",
+        data=b"{not json",
+        headers={**ALICE, "Content-Type": "application/json"},
         timeout=5,
     )
     assert response.status_code == 400

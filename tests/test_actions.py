@@ -1,0 +1,182 @@
+"""The business rules alone: fake clock, seeded randomness, memory store."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta, timezone
+
+import pytest
+from globus_action_provider_tools.data_types import ActionRequest
+from globus_action_provider_tools.flask.exceptions import (
+    ActionConflict,
+    ActionNotFound,
+    BadActionRequest,
+)
+
+from app.actions import ActionService, Settings, fingerprint, parse_duration, parse_utc_offset
+from app.store import MemoryStore
+from tests.conftest import FakeClock
+
+ALICE = "urn:globus:auth:identity:11111111-1111-4111-8111-111111111111"
+BOB = "urn:globus:auth:identity:22222222-2222-4222-8222-222222222222"
+
+
+class Caller:
+    """Stands in for the library's AuthState: identities only, no groups."""
+
+    def __init__(self, urn: str) -> None:
+        self.effective_identity = urn
+        self.identities = frozenset({urn})
+        self.principals = self.identities
+        self.groups: frozenset[str] = frozenset()
+
+    def check_authorization(self, allowed, allow_public=False, allow_all_authenticated_users=False):
+        return bool(set(allowed) & self.identities)
+
+
+CONFIG = {
+    "MIN_DELAY_SECONDS": 10,
+    "MAX_DELAY_SECONDS": 10,
+    "FAILURE_RATE": 0.0,
+    "RELEASE_AFTER": "P30D",
+    "MAX_RELEASE_AFTER": "P90D",
+    "MAXIMUM_DEADLINE": "P30D",
+}
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def service(clock, **config):
+    settings = Settings.from_config({**CONFIG, **config})
+    return ActionService(MemoryStore(), settings, clock=clock, rng=random.Random(1))
+
+
+def request(request_id="r", offset=1, **extra):
+    return ActionRequest(request_id=request_id, body={"utc_offset": offset}, **extra)
+
+
+@pytest.mark.parametrize(
+    ("value", "minutes"),
+    [
+        (0, 0),
+        (5.5, 330),
+        (-3.75, -225),
+        ("+05:30", 330),
+        ("-3", -180),
+        ("5.5", 330),
+        ("-12:00", -720),
+        (14, 840),
+        (0.0083, 0),
+        (1 / 60, 1),
+    ],
+)
+def test_parse_utc_offset(value, minutes):
+    assert parse_utc_offset(value) == timezone(timedelta(minutes=minutes))
+
+
+def test_offset_out_of_range_after_rounding_is_400():
+    with pytest.raises(BadActionRequest):
+        parse_utc_offset(14.01)
+
+
+def test_fingerprint_ignores_request_id_and_order_of_principals():
+    a = request("one", monitor_by={ALICE, BOB})
+    b = request("two", monitor_by={BOB, ALICE})
+    assert fingerprint(a) == fingerprint(b)
+    assert fingerprint(a) != fingerprint(request("one", offset=2, monitor_by={ALICE, BOB}))
+    assert fingerprint(request(label="x")) != fingerprint(request())
+
+
+def test_result_is_computed_at_start_and_revealed_at_the_estimate(clock):
+    rules = service(clock)
+    started, created = rules.run(request(offset="+01:00"), Caller(ALICE))
+    assert created and started["status"] == "ACTIVE"
+    start = clock.now
+    clock.advance(9.999)
+    assert rules.status(started["action_id"], Caller(ALICE))["status"] == "ACTIVE"
+    clock.advance(0.001)
+    done = rules.status(started["action_id"], Caller(ALICE))
+    assert done["details"] == {
+        "whattimeisit": start.astimezone(timezone(timedelta(hours=1))).isoformat()
+    }
+
+
+def test_repeat_returns_existing_and_conflict_on_other_content(clock):
+    rules = service(clock)
+    first, _ = rules.run(request(), Caller(ALICE))
+    again, created = rules.run(request(), Caller(ALICE))
+    assert not created and again["action_id"] == first["action_id"]
+    with pytest.raises(ActionConflict):
+        rules.run(request(offset=2), Caller(ALICE))
+
+
+def test_deadline_caps_the_estimate(clock):
+    rules = service(clock, MIN_DELAY_SECONDS=100, MAX_DELAY_SECONDS=100)
+    deadline = clock.now + timedelta(seconds=30)
+    status, _ = rules.run(request(deadline=deadline), Caller(ALICE))
+    assert status["details"]["estimated_completion_time"] == deadline.isoformat()
+
+
+@pytest.mark.parametrize("offset", [timedelta(seconds=-1), timedelta(0), timedelta(days=31)])
+def test_deadline_in_the_past_or_too_far_is_400(clock, offset):
+    with pytest.raises(BadActionRequest):
+        service(clock).run(request(deadline=clock.now + offset), Caller(ALICE))
+
+
+def test_naive_deadline_is_400(clock):
+    naive = (clock.now + timedelta(hours=1)).replace(tzinfo=None)
+    with pytest.raises(BadActionRequest, match="offset"):
+        service(clock).run(request(deadline=naive), Caller(ALICE))
+
+
+def test_cancel_then_release_then_gone(clock):
+    rules = service(clock)
+    action_id = rules.run(request(), Caller(ALICE))[0]["action_id"]
+    with pytest.raises(ActionConflict):
+        rules.release(action_id, Caller(ALICE))
+    cancelled = rules.cancel(action_id, Caller(ALICE))
+    assert cancelled["details"]["error"] == "CANCELLED"
+    with pytest.raises(ActionConflict):
+        rules.cancel(action_id, Caller(ALICE))
+    assert rules.release(action_id, Caller(ALICE)) == cancelled
+    with pytest.raises(ActionNotFound):
+        rules.status(action_id, Caller(ALICE))
+
+
+def test_others_get_not_found(clock):
+    rules = service(clock)
+    action_id = rules.run(request(), Caller(ALICE))[0]["action_id"]
+    for operation in (rules.status, rules.cancel, rules.release):
+        with pytest.raises(ActionNotFound):
+            operation(action_id, Caller(BOB))
+
+
+def test_released_automatically_and_storage_reclaimed(clock):
+    rules = service(clock, RELEASE_AFTER="PT1H")
+    store = rules.store
+    first = rules.run(request("a"), Caller(ALICE))[0]["action_id"]
+    clock.advance(10 + 3600)
+    with pytest.raises(ActionNotFound):
+        rules.status(first, Caller(ALICE))
+    rules.run(request("b"), Caller(ALICE))  # a run sweeps what is due
+    assert store.get(first) is None and len(store) == 1
+
+
+def test_expired_request_id_starts_a_new_action(clock):
+    rules = service(clock, RELEASE_AFTER="PT1H")
+    first = rules.run(request("same"), Caller(ALICE))[0]["action_id"]
+    clock.advance(10 + 3600)
+    again, created = rules.run(request("same"), Caller(ALICE))
+    assert created and again["action_id"] != first
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError):
+        Settings.from_config({**CONFIG, "MIN_DELAY_SECONDS": 10, "MAX_DELAY_SECONDS": 5})
+    with pytest.raises(ValueError):
+        Settings.from_config({**CONFIG, "FAILURE_RATE": 1.5})
+    with pytest.raises(ValueError):
+        parse_duration("P1Y")
