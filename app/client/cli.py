@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import uuid
 from collections.abc import Callable
@@ -229,11 +230,16 @@ def _follow(session: Session, client: ActionProviderClient, status: dict[str, An
     try:
         final = Waiter(fetch=lambda: client.status(action_id), progress=display).wait(status)
     except KeyboardInterrupt:
-        display.close()
-        output.note(
-            f"Stopped waiting; action {action_id} was not cancelled and keeps running.\n"
-            f"Resume with: ap-client --url {session.url} status --wait {action_id}"
-        )
+        # A second Ctrl-C while saying so must not turn this into click's "Aborted!".
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            display.close()
+            output.note(
+                f"Stopped waiting; action {action_id} was not cancelled and keeps running.\n"
+                f"Resume with: ap-client --url {session.url} status --wait {action_id}"
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
         raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
     finally:
         display.close()

@@ -139,12 +139,17 @@ def network_error_line(error: globus_sdk.NetworkError, url: str) -> str:
     if isinstance(error, globus_sdk.GlobusTimeoutError):
         reason = "timed out"
     else:
-        found = _ERRNO.search(str(error.exc))
-        reason = found.group(1).strip().lower() if found else type(error.exc).__name__
+        found = _ERRNO.search(str(error.underlying_exception))
+        reason = (
+            found.group(1).strip().lower() if found else type(error.underlying_exception).__name__
+        )
     return f"could not reach {url}: {reason}"
 
 
 # --- progress ---------------------------------------------------------------
+
+
+HINT = "Ctrl-C stops waiting; the action keeps running"
 
 
 class ProgressDisplay:
@@ -168,11 +173,13 @@ class ProgressDisplay:
         self.status = status
         state = str(status.get("status", "?"))
         if self.interactive:
+            if self._said is None:
+                self._write(f"Waiting for {self.action_id}; {HINT}\n")
             self._draw()
         elif state != self._said:
             eta = estimated_completion(status)
             when = f", estimated completion {eta.isoformat()}" if eta else ""
-            hint = " (Ctrl-C stops waiting; the action keeps running)" if self._said is None else ""
+            hint = f" ({HINT})" if self._said is None else ""
             self._write(f"{self.action_id}: {state}{when}{hint}\n")
         self._said = state
 
