@@ -78,6 +78,13 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except globus_sdk.AuthAPIError as error:
+            # Only token refreshes talk to Globus Auth outside login/logout.
+            fail(
+                f"Globus Auth refused to refresh the stored tokens "
+                f"({error.http_status} {error.code}); run `ap-client login` again",
+                EXIT_LOGIN,
+            )
         except globus_sdk.GlobusAPIError as error:
             line = output.api_error_line(error)
             if error.http_status == 401:

@@ -84,7 +84,12 @@ def login(
     code = ask_code().strip()
     if not code:
         raise LoginError("no authorization code given")
-    response = auth.oauth2_exchange_code_for_tokens(code)
+    try:
+        response = auth.oauth2_exchange_code_for_tokens(code)
+    except globus_sdk.GlobusAPIError as error:
+        raise LoginError(f"Globus Auth refused the code ({_brief(error)})") from None
+    except globus_sdk.NetworkError as error:
+        raise LoginError(f"could not reach Globus Auth ({_brief(error)})") from None
     resource_server, tokens = _tokens_for_scope(response.by_resource_server, scope)
     data = _TokenData(
         resource_server=resource_server,
@@ -188,5 +193,5 @@ def logout(url: str, *, path: Path | None = None) -> tuple[bool, list[str]]:
 
 def _brief(error: Exception) -> str:
     if isinstance(error, globus_sdk.GlobusAPIError):
-        return f"HTTP {error.http_status}"
+        return f"HTTP {error.http_status} {error.code}"
     return type(error).__name__
