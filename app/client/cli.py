@@ -409,12 +409,19 @@ def login(session: Session, client_id: str | None, scope: str | None) -> None:
         scope=scope,
         client_id=client_id,
         show_url=lambda url: output.note(f"Log in at this URL, then paste the code:\n\n  {url}\n"),
-        ask_code=lambda: click.prompt("Code", err=True, hide_input=False),
+        ask_code=_ask_code,
     )
     output.note(
         f"Logged in to {session.url}: tokens for {stored.resource_server} (scope {stored.scope}) "
         f"stored in {tokens.token_file()}"
     )
+
+
+def _ask_code() -> str:
+    try:
+        return str(click.prompt("Code", err=True, default="", show_default=False))
+    except click.Abort:  # end of input or Ctrl-C
+        return ""
 
 
 def _provider_scope(session: Session) -> str:
