@@ -1,5 +1,6 @@
-# Sourced by the other scripts: make .venv and install $REQUIREMENTS into it,
-# skipping the install when that file (and what it includes) has not changed.
+# Sourced by the other scripts: make .venv, install $REQUIREMENTS into it and
+# the project itself (editable, so `ap-client` is on .venv/bin), skipping the
+# install when those files (and what they include) have not changed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON="${PYTHON:-python3}"
@@ -7,8 +8,9 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=".venv/.installed-$(basename "$REQUIREMENTS")"
-digest=$(cat requirements.txt "$REQUIREMENTS" | sha256sum | cut -d' ' -f1)
+digest=$(cat requirements.txt "$REQUIREMENTS" pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
   echo "$digest" > "$stamp"
 fi

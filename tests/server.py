@@ -77,6 +77,7 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> N
         try:
             requests.get(url + "/", timeout=1)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
+            # Bound but still loading the app (slow on a cold start): try again.
             time.sleep(0.1)
     raise RuntimeError(f"server at {url} did not come up in {timeout} s")
