@@ -3,6 +3,7 @@ through Flask's test client, with Globus faked over HTTP."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timedelta
 
@@ -411,3 +412,31 @@ def test_bad_deadlines_are_400(client, alice, clock, deadline):
     )
     assert response.status_code == 400 and response.json["code"] == "BadActionRequest"
     assert "deadline" in response.json["description"]
+
+
+# --- what the fuzzer found (tests/test_fuzz_spec.py) ---------------------------------
+def test_options_on_run_does_not_validate_without_a_token(client, globus):
+    """OPTIONS is answered without a token; it used to run body validation
+    and answer 400 with what it thought of the body."""
+    response = client.options("/run", data=b'{"request_id": ""}')
+    assert response.status_code == 200 and response.data == b""
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"POST", "OPTIONS"}
+    assert globus.introspections == 0
+
+
+@pytest.mark.parametrize("release_after", ["P72008815331.16172500243D", "PT99999999999999999999S"])
+def test_huge_release_after_is_400_not_500(client, alice, release_after):
+    response = client.post(
+        "/actions",
+        headers=alice.headers,
+        json={"request_id": "r", "body": {"utc_offset": 1}, "release_after": release_after},
+    )
+    assert response.status_code == 400 and "release_after" in response.json["description"]
+
+
+@pytest.mark.parametrize("field", ["request_id", "label"])
+def test_lone_surrogates_are_400(client, alice, field):
+    document = {"request_id": "r", "body": {"utc_offset": 1}, field: "\\ud912x"}
+    raw = json.dumps(document).replace("\\\\ud912", "\\ud912").encode()
+    response = client.post("/actions", headers=alice.headers, data=raw)
+    assert response.status_code == 400 and "surrogate" in response.json["description"]
