@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from globus_action_provider_tools.flask.exceptions import BadActionRequest
@@ -52,11 +52,12 @@ def enumeration_query(args: MultiDict[str, str]) -> EnumerationQuery:
         ):
             raise _bad_marker()
         try:
-            after = (datetime.fromisoformat(marker[0]), marker[1])
-        except ValueError:
+            start_time = datetime.fromisoformat(marker[0])
+            if start_time.tzinfo is None:
+                raise ValueError("naive")
+            after = (start_time.astimezone(UTC), marker[1])  # as every store keeps times
+        except (ValueError, OverflowError):
             raise _bad_marker() from None
-        if after[0].tzinfo is None:
-            raise _bad_marker()
     return EnumerationQuery(
         statuses=frozenset(s.upper() for s in statuses),
         roles=frozenset(roles),

@@ -11,7 +11,12 @@ import pytest
 from globus_action_provider_tools.data_types import ActionLogReturn
 
 from app.actions import ENUMERATE_SCAN_PAGES
-from app.paging import ENUMERATE_DEFAULT_LIMIT, ENUMERATE_MAX_LIMIT, LOG_DEFAULT_LIMIT
+from app.paging import (
+    ENUMERATE_DEFAULT_LIMIT,
+    ENUMERATE_MAX_LIMIT,
+    LOG_DEFAULT_LIMIT,
+    encode_marker,
+)
 from tests.spec import assert_conforms
 from tests.test_api import assert_status_document
 
@@ -209,6 +214,7 @@ def test_groups_are_asked_only_for_group_roles(client, globus, alice):
         "?marker=bm90IGpzb24",  # base64 of "not json"
         "?marker=WzEsMl0",  # [1,2]
         "?marker=WyIyMDI2LTAxLTAyVDAzOjA0OjA1IiwiYSJd",  # a naive time
+        "?marker=" + encode_marker(["9999-12-31T23:59:59-23:59", "a"]),  # not a UTC time
     ],
 )
 def test_invalid_enumeration_queries_are_400(client, alice, query):
