@@ -32,13 +32,16 @@ from globus_action_provider_tools.flask.exceptions import (
 )
 
 from app.store import ActionRecord, ActionStore
-from app.store.base import effective_status
+from app.store.base import effective_status, holds_role
 
 Clock = Callable[[], datetime]
 
 FAILED_DETAILS = {"message": "We didn't know what time it was.", "error": "WATCHLESS"}
 CANCELLED_DETAILS = {"message": "Job cancelled", "error": "CANCELLED"}
 SWEEP_LIMIT = 16  # actions released automatically per run request, at most
+# One enumeration request reads at most this many store pages (of limit + 1
+# records) looking for actions the caller may see; then it ends its page early.
+ENUMERATE_SCAN_PAGES = 8
 
 _OFFSET_HM = re.compile(r"([+-]?)(\d{1,2}):(\d{2})")
 
@@ -258,6 +261,80 @@ class ActionService:
             raise _not_found(action_id)
         return public_status(record, now)
 
+    # --- enumerate, log ---------------------------------------------------------
+    def enumerate(
+        self,
+        caller: AuthState,
+        roles: frozenset[str],
+        statuses: frozenset[str],
+        limit: int,
+        after: tuple[datetime, str] | None = None,
+    ) -> tuple[list[dict[str, Any]], tuple[datetime, str] | None]:
+        """The caller's actions in which it holds one of ``roles`` and whose
+        status is one of ``statuses``, at most ``limit``, ordered by (start_time,
+        action_id) after ``after``; and the key to continue after, or None at
+        the end.
+
+        Only actions the caller may see (creator or monitor_by) are listed: a
+        manage_by-only action is skipped. The caller's groups are looked up
+        (a Groups call) only when ``roles`` goes beyond creator_id, which names
+        an identity. The work per call is bounded: after ENUMERATE_SCAN_PAGES
+        store pages the page ends early, maybe short or empty, with a key.
+        """
+        now = self.clock()
+        creator_only = roles == {"creator_id"}
+        principals = caller.identities if creator_only else caller.principals
+        found: list[ActionRecord] = []
+        key = after
+        for _ in range(ENUMERATE_SCAN_PAGES):
+            batch = self.store.enumerate(principals, roles, statuses, now, limit + 1, key)
+            for record in batch:
+                key = (record.start_time, record.action_id)
+                if creator_only or _may_see(record, principals):
+                    found.append(record)
+                    if len(found) > limit:
+                        last = found[limit - 1]
+                        page = [public_status(r, now) for r in found[:limit]]
+                        return page, (last.start_time, last.action_id)
+            if len(batch) <= limit:
+                return [public_status(r, now) for r in found], None
+        return [public_status(r, now) for r in found], key
+
+    def log(self, action_id: str, caller: AuthState) -> list[dict[str, Any]]:
+        """The action's lifecycle events so far, oldest first, derived from its
+        record: started, then succeeded, failed or cancelled."""
+        now = self.clock()
+        record = self._visible(action_id, caller, now)
+        entries = [
+            {
+                "time": iso(record.start_time),
+                "code": "STARTED",
+                "description": "The action started",
+                "details": {
+                    "estimated_completion_time": iso(record.estimated_completion_time)
+                },
+            }
+        ]
+        status = effective_status(record, now)
+        if record.cancelled_at is not None:
+            code, description, details = "CANCELLED", "The action was cancelled", CANCELLED_DETAILS
+        elif status == "SUCCEEDED":
+            code, description = "SUCCEEDED", "The action succeeded"
+            details = {"whattimeisit": record.result}
+        elif status == "FAILED":
+            code, description, details = "FAILED", "The action failed", FAILED_DETAILS
+        else:
+            return entries
+        entries.append(
+            {
+                "time": iso(record.completion_time),
+                "code": code,
+                "description": description,
+                "details": dict(details),
+            }
+        )
+        return entries
+
     def _live(self, action_id: str, now: datetime) -> ActionRecord:
         record = self.store.get(action_id)
         if record is None or record.release_at <= now:
@@ -287,6 +364,13 @@ def _authorize(
         check(record, caller)
     except AuthenticationError:
         raise _not_found(record.action_id) from None
+
+
+def _may_see(record: ActionRecord, principals: frozenset[str]) -> bool:
+    """The library's view rule (creator or monitor_by), on a record."""
+    return holds_role(record, principals, "creator_id") or holds_role(
+        record, principals, "monitor_by"
+    )
 
 
 def _not_found(action_id: str) -> ActionNotFound:

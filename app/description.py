@@ -32,7 +32,7 @@ class Description:
             runnable_by=["all_authenticated_users"],
             administered_by=list(config["ADMINISTERED_BY"]),
             maximum_deadline=config["MAXIMUM_DEADLINE"],
-            log_supported=False,
+            log_supported=True,
         )
         document = json.loads(json.dumps(model.dict(), default=str))
         # The library serialises types as ["ACTION"]; the spec's enum is "Action".

@@ -64,8 +64,12 @@ def check_token() -> None:
 
 
 def validate_run_request() -> None:
-    """Parse and validate the body of a run request into ``g.action_request``."""
-    if request.endpoint != "provider.run":
+    """Parse and validate the body of a run request into ``g.action_request``.
+
+    POST only: an OPTIONS request (answered without a token) must not reveal
+    what validation thinks of its body.
+    """
+    if request.endpoint != "provider.run" or request.method != "POST":
         return
     validator: RunRequestValidator = current_app.extensions["run_validator"]
     g.action_request = validator.validate(parse_json(request.get_data()))

@@ -2,15 +2,20 @@
 
 Token checking and run-request validation happen in before_request hooks
 (``app.hooks``); by the time a view runs, ``g.auth_state`` is the caller's
-library AuthState and, for /run, ``g.action_request`` the validated request.
+library AuthState and, for a run, ``g.action_request`` the validated request.
+
+Each operation answers on the original path and on the newer /actions path
+the library's blueprint also serves; both rules share one endpoint, so the
+hooks treat them alike.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, g, jsonify
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from app.actions import ActionService
 from app.errors import ActionForbidden
+from app.paging import encode_marker, enumeration_marker, enumeration_query, log_query
 
 bp = Blueprint("provider", __name__)
 
@@ -19,8 +24,15 @@ def service() -> ActionService:
     return current_app.extensions["actions"]
 
 
-@bp.get("/")
-def introspect() -> Response:
+@bp.route("/", methods=["GET", "OPTIONS"])
+def introspect() -> Response | tuple[Response, int]:
+    if request.method == "OPTIONS":  # CORS preflight, as the library answers it
+        response = Response(status=204)
+        del response.headers["Content-Type"]
+        response.headers["Access-Control-Allow-Methods"] = "GET, OPTIONS"
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Access-Control-Expose-Headers"] = "*"
+        return response
     description = current_app.extensions["description"]
     if not g.auth_state.check_authorization(
         description.document["visible_to"], allow_all_authenticated_users=True
@@ -30,6 +42,7 @@ def introspect() -> Response:
 
 
 @bp.post("/run")
+@bp.post("/actions")
 def run() -> tuple[Response, int]:
     description = current_app.extensions["description"]
     if not g.auth_state.check_authorization(
@@ -41,15 +54,47 @@ def run() -> tuple[Response, int]:
 
 
 @bp.get("/<action_id>/status")
+@bp.get("/actions/<action_id>")
 def status(action_id: str) -> Response:
     return jsonify(service().status(action_id, g.auth_state))
 
 
 @bp.post("/<action_id>/cancel")
+@bp.post("/actions/<action_id>/cancel")
 def cancel(action_id: str) -> Response:
     return jsonify(service().cancel(action_id, g.auth_state))
 
 
 @bp.post("/<action_id>/release")
+@bp.delete("/actions/<action_id>")
 def release(action_id: str) -> Response:
     return jsonify(service().release(action_id, g.auth_state))
+
+
+@bp.get("/actions")
+def enumerate_actions() -> Response:
+    query = enumeration_query(request.args)
+    actions, after = service().enumerate(
+        g.auth_state, query.roles, query.statuses, query.limit, query.after
+    )
+    return jsonify(
+        actions=actions,
+        limit=query.limit,
+        has_next_page=after is not None,
+        marker=None if after is None else enumeration_marker(*after),
+    )
+
+
+@bp.get("/<action_id>/log")
+@bp.get("/actions/<action_id>/log")
+def log(action_id: str) -> Response:
+    query = log_query(request.args)
+    entries = service().log(action_id, g.auth_state)
+    end = query.offset + query.limit
+    more = end < len(entries)
+    return jsonify(
+        entries=entries[query.offset : end],
+        limit=query.limit,
+        has_next_page=more,
+        marker=encode_marker(end) if more else None,
+    )

@@ -35,12 +35,24 @@ def _finite_float(text: str) -> float:
 
 
 def parse_json(data: bytes) -> Any:
-    """Parse a request body as strict JSON (no NaN, no Infinity, no overflow)."""
+    """Parse a request body as strict JSON (no NaN, no Infinity, no overflow,
+    no lone surrogates)."""
     try:
-        return json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+        document = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as error:
         reason = "nested too deeply" if isinstance(error, RecursionError) else "invalid"
         raise BadActionRequest(f"The request body is not valid JSON ({reason})") from None
+    try:
+        # "\ud800"-style escapes of lone surrogates parse, but are no Unicode
+        # text: no store (PostgreSQL) or log could encode them later.
+        json.dumps(document, ensure_ascii=False).encode()
+    except RecursionError:
+        raise BadActionRequest("The request body is not valid JSON (nested too deeply)") from None
+    except UnicodeEncodeError:
+        raise BadActionRequest(
+            "The request body is not valid JSON (a string has an unpaired surrogate)"
+        ) from None
+    return document
 
 
 def load_input_schema() -> dict[str, Any]:
@@ -76,6 +88,9 @@ class RunRequestValidator:
         _raise_errors(self._body, document["body"], "$.body")
         try:
             return ActionRequest(**document)
+        except OverflowError:  # pydantic's duration parser overflows on huge numbers
+            field = "$.release_after" if "release_after" in document else "$"
+            raise BadActionRequest(f"Field '{field}': is out of range") from None
         except pydantic.ValidationError as error:
             messages = [
                 f"Field '$.{'.'.join(map(str, e['loc']))}': {e['msg']}"
