@@ -11,13 +11,16 @@ from flask import Flask, current_app, g, request
 from globus_action_provider_tools.errors import AuthenticationError
 from globus_action_provider_tools.flask.helpers import FlaskAuthStateBuilder
 
+from app.auth import AuthResponseMalformed
 from app.errors import ActionForbidden, AuthUnavailable, BearerUnauthorized
 from app.validation import RunRequestValidator, parse_json
 
 log = logging.getLogger(__name__)
 
 # Endpoints that answer without a token.
-PUBLIC_ENDPOINTS: set[str] = set()
+PUBLIC_ENDPOINTS: set[str] = {"ops.healthz", "ops.metrics"}
+# Headers a reverse proxy adds; dev mode refuses requests carrying them.
+PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 
 
 def register_hooks(app: Flask) -> None:
@@ -28,7 +31,10 @@ def register_hooks(app: Flask) -> None:
 
 
 def loopback_only() -> None:
-    """Dev tokens are guessable: serve only this machine's own clients."""
+    """Dev tokens are guessable: serve only this machine's own clients. A
+    request relayed by a proxy (which would connect from loopback) is refused."""
+    if any(h in request.headers for h in PROXY_HEADERS):
+        raise ActionForbidden("This provider runs in dev mode: no proxied clients.")
     try:
         is_loopback = ipaddress.ip_address(request.remote_addr or "").is_loopback
     except ValueError:
@@ -60,6 +66,9 @@ def check_token() -> None:
         raise AuthUnavailable("Globus Auth is unavailable; try again shortly.") from None
     except globus_sdk.NetworkError as error:
         log.warning("Globus Auth unreachable: %s", type(error).__name__)
+        raise AuthUnavailable("Globus Auth is unavailable; try again shortly.") from None
+    except AuthResponseMalformed:
+        log.error("Globus Auth answered token introspection with a malformed document")
         raise AuthUnavailable("Globus Auth is unavailable; try again shortly.") from None
 
 
