@@ -10,6 +10,7 @@ import globus_sdk
 from flask import Flask, current_app, g, request
 from globus_action_provider_tools.errors import AuthenticationError
 from globus_action_provider_tools.flask.helpers import FlaskAuthStateBuilder
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.auth import AuthResponseMalformed
 from app.errors import ActionForbidden, AuthUnavailable, BearerUnauthorized
@@ -77,4 +78,19 @@ def validate_run_request() -> None:
     if request.endpoint != "provider.run":
         return
     validator: RunRequestValidator = current_app.extensions["run_validator"]
-    g.action_request = validator.validate(parse_json(request.get_data()))
+    g.action_request = validator.validate(parse_json(read_body()))
+
+
+def read_body() -> bytes:
+    """The request body, 413 beyond MAX_CONTENT_LENGTH. Werkzeug 2.3 silently
+    truncates a streamed (chunked) body at the limit, so look for one more byte."""
+    data = request.get_data()
+    limit = request.max_content_length
+    if (
+        limit is not None
+        and request.content_length is None
+        and len(data) >= limit
+        and request.environ["wsgi.input"].read(1)
+    ):
+        raise RequestEntityTooLarge()
+    return data
