@@ -20,6 +20,7 @@ not counted.
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import re
@@ -46,6 +47,26 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 class StoreUnavailable(ActionProviderToolsException, ServiceUnavailable):
     pass
+
+
+class _SettledMultiProcessCollector(MultiProcessCollector):
+    """prometheus_client's collector, skipping files still empty: a starting
+    worker creates its file, then sizes it, and reading it between the two
+    fails (seen when a worker is replaced while /metrics is scraped)."""
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        files = [
+            path for path in glob.glob(os.path.join(self._path, "*.db"))
+            if _size(path) > 0
+        ]
+        return self.merge(files, accumulate=True)
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:  # gone meanwhile
+        return 0
 
 
 class Metrics:
@@ -92,7 +113,7 @@ class Metrics:
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
-            MultiProcessCollector(registry)
+            _SettledMultiProcessCollector(registry)
             return _generate_latest(registry)
         return _generate_latest(self.registry)
 

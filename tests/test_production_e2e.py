@@ -43,6 +43,8 @@ def per_worker(metrics_dir: Path, scratch: Path) -> dict[str, float]:
     """Requests to / counted by each worker alone (its own counter file)."""
     counts = {}
     for db in metrics_dir.glob("counter_*.db"):
+        if db.stat().st_size == 0:  # being created by a starting worker
+            continue
         one = scratch / db.stem
         one.mkdir(exist_ok=True)
         shutil.copy(db, one / db.name)
