@@ -125,6 +125,13 @@ def test_groups_outage_denies_group_principals(make_app, globus, alice, outage, 
 
     denied = client.get(f"/{action_id}/status", headers=member.headers)
     assert denied.status_code == 404 and denied.is_json
+    # The grant and the Groups call carry the configured timeout, as introspection does.
+    timeouts = {
+        call.request.req_kwargs["timeout"]
+        for call in globus.mock.calls
+        if call.request.url.split("?")[0] in (TOKEN_URL, MY_GROUPS_URL)
+    }
+    assert timeouts == {0.45}
     assert any("Groups" in r.getMessage() or "groups" in r.getMessage() for r in caplog.records)
     # The creator is unaffected (no Groups call needed).
     assert client.get(f"/{action_id}/status", headers=alice.headers).status_code == 200
