@@ -50,6 +50,15 @@ MAX_REQUEST_ID_LENGTH: int = 256
 # Largest request body accepted, in bytes (larger: 413).
 MAX_CONTENT_LENGTH: int = 64 * 1024
 
+# --- Operations --------------------------------------------------------------
+# Log level of the app's logs (DEBUG, INFO, WARNING, ERROR).
+LOG_LEVEL: str = "INFO"
+# "json" (one JSON object a line, for log collectors) or "text" (for people).
+LOG_FORMAT: str = "json"
+# Serve Prometheus metrics at GET /metrics (no auth: restrict it at the proxy,
+# or turn it off). /healthz is always served.
+METRICS_ENABLED: bool = True
+
 # --- Introspection -----------------------------------------------------------
 # Principal URNs (urn:globus:auth:identity:<uuid> or urn:globus:groups:id:<uuid>)
 # of the provider's administrators, published in the introspection document.

@@ -15,6 +15,9 @@ from app.auth import make_state_builder, provider_scope
 from app.description import Description
 from app.errors import register_error_handlers
 from app.hooks import register_hooks
+from app.logs import configure_logging
+from app.observability import Metrics
+from app.observability import init_app as init_observability
 from app.routes import bp
 from app.store import open_store
 from app.validation import RunRequestValidator
@@ -36,10 +39,12 @@ def create_app(
     app.config.update(overrides or {})
     app.config["DEBUG"] = False  # never the debugger, whatever the environment says
     assign_json_provider(app)
+    configure_logging(app.config)
+    metrics = Metrics()
 
     validator = RunRequestValidator(int(app.config["MAX_REQUEST_ID_LENGTH"]))
     store = open_store(app.config["STORE_URL"])
-    app.extensions["auth_state_builder"] = make_state_builder(app.config)
+    app.extensions["auth_state_builder"] = make_state_builder(app.config, metrics)
     app.extensions["run_validator"] = validator
     app.extensions["store"] = store
     app.extensions["actions"] = ActionService(
@@ -54,6 +59,7 @@ def create_app(
             "only loopback clients are served. Never use this in production."
         )
 
+    init_observability(app, metrics)  # first: its before_request times the others
     register_hooks(app)
     register_error_handlers(app)
     app.register_blueprint(bp)

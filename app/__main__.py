@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             "threads": args.threads,
             "accesslog": "-",
             "errorlog": "-",
-        "control_socket_disable": True,
+            "logger_class": "app.logs.GunicornLogger",  # JSON lines, like the app's
+            "control_socket_disable": True,
         },
     ).run()
     return 0

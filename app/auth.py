@@ -12,7 +12,7 @@ import logging
 import re
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import globus_sdk
 import requests
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 DEV_TOKEN = re.compile(r"dev-token-([A-Za-z0-9._-]{1,64})")
 DEV_NAMESPACE = uuid.UUID("6f1b8a52-4c0e-4d3b-9a57-2b0f1c9e7d10")
+T = TypeVar("T")
 DEV_SCOPE = "https://auth.globus.org/scopes/whattimeisitrightnow.dev/action_all"
 
 
@@ -37,27 +38,114 @@ def dev_identity(name: str) -> str:
     return str(uuid.uuid5(DEV_NAMESPACE, name))
 
 
-class TimeoutClientFactory(ClientFactory):
-    """The library's client factory, with our timeout and one retry."""
+class AuthObserver(Protocol):
+    """Told about each token introspection and introspection-cache lookup (metrics)."""
 
-    def __init__(self, timeout_seconds: float) -> None:
-        params = (("http_timeout", timeout_seconds), ("max_retries", 1), ("max_sleep", 1))
+    def introspection(self, outcome: str) -> None: ...
+
+    def introspect_cache_lookup(self, hit: bool) -> None: ...
+
+
+class _NoObserver:
+    def introspection(self, outcome: str) -> None:
+        pass
+
+    def introspect_cache_lookup(self, hit: bool) -> None:
+        pass
+
+
+class AuthResponseMalformed(Exception):
+    """Globus Auth answered an introspection with something that is not one."""
+
+
+def transport_params(timeout_seconds: float) -> tuple[tuple[str, Any], ...]:
+    """globus-sdk transport settings so that one call, its retry included, takes
+    about ``timeout_seconds`` at most: two attempts of half the time each (the
+    SDK retries connection errors, 429 and 5xx) and a short pause between them."""
+    pause = min(0.5, timeout_seconds / 10)
+    return (
+        ("http_timeout", max(0.1, (timeout_seconds - pause) / 2)),
+        ("max_retries", 1),
+        ("max_sleep", pause),
+    )
+
+
+class ProviderAuthClient(globus_sdk.ConfidentialAppAuthClient):
+    """The SDK's Auth client, refusing malformed introspection answers (which
+    the library would otherwise cache and then trip over) and reporting each
+    introspection to an observer."""
+
+    observer: AuthObserver = _NoObserver()
+
+    def oauth2_token_introspect(
+        self, token: str, *, include: str | None = None, **kwargs: Any
+    ) -> globus_sdk.GlobusHTTPResponse:
+        try:
+            response = self._introspect(token, include=include, **kwargs)
+        except Exception:
+            self.observer.introspection("error")
+            raise
+        if not _well_formed_introspection(response.data):
+            self.observer.introspection("malformed")
+            raise AuthResponseMalformed("Globus Auth's introspection answer is malformed")
+        self.observer.introspection("ok")
+        return response
+
+    def _introspect(
+        self, token: str, *, include: str | None, **kwargs: Any
+    ) -> globus_sdk.GlobusHTTPResponse:
+        return super().oauth2_token_introspect(token, include=include, **kwargs)
+
+
+def _well_formed_introspection(data: Any) -> bool:
+    if not isinstance(data, dict) or not isinstance(data.get("active"), bool):
+        return False
+    if not data["active"]:
+        return True
+    identities = data.get("identity_set")
+    return (
+        isinstance(data.get("sub"), str)
+        and isinstance(data.get("scope", ""), str)
+        and isinstance(identities, list)
+        and all(isinstance(i, str) for i in identities)
+    )
+
+
+class TimeoutClientFactory(ClientFactory):
+    """The library's client factory, with our timeouts and retries, making our
+    Auth client class."""
+
+    def __init__(self, timeout_seconds: float, observer: AuthObserver | None = None) -> None:
+        params = transport_params(timeout_seconds)
         self.DEFAULT_AUTH_TRANSPORT_PARAMS = params
         self.DEFAULT_GROUPS_TRANSPORT_PARAMS = params
+        self.observer = observer or _NoObserver()
+
+    def make_confidential_app_auth_client(
+        self, client_id: str | uuid.UUID, client_secret: str
+    ) -> globus_sdk.ConfidentialAppAuthClient:
+        client = ProviderAuthClient(
+            client_id=client_id,
+            client_secret=client_secret,
+            transport_params=dict(self.DEFAULT_AUTH_TRANSPORT_PARAMS),
+        )
+        client.observer = self.observer
+        return client
 
 
-class DevAuthClient(globus_sdk.ConfidentialAppAuthClient):
+class DevAuthClient(ProviderAuthClient):
     """An Auth client whose token introspection is answered locally.
 
     ``dev-token-<name>`` is an active token of identity uuid5(<name>) with the
     provider's scope; any other token is inactive.
     """
 
-    def __init__(self, scope: str) -> None:
+    def __init__(self, scope: str, observer: AuthObserver | None = None) -> None:
         super().__init__("dev-mode-client", "dev-mode-secret")
         self.scope = scope
+        self.observer = observer or _NoObserver()
 
-    def oauth2_token_introspect(
+    def _introspect(
         self, token: str, *, include: str | None = None, **_: Any
     ) -> globus_sdk.GlobusHTTPResponse:
         match = DEV_TOKEN.fullmatch(token)
@@ -84,17 +172,17 @@ class DevAuthClient(globus_sdk.ConfidentialAppAuthClient):
 
 
 class ProviderAuthState(AuthState):
-    """The library's AuthState, except that a Groups outage denies instead of
-    failing the request (the library handles Groups API errors, not network
-    errors)."""
+    """The library's AuthState, except that a Groups outage or a malformed
+    Groups answer denies instead of failing the request (the library handles
+    Groups API errors, not network errors or odd data)."""
 
     @property
     def groups(self) -> frozenset[str]:
         try:
             return super().groups
-        except globus_sdk.NetworkError as error:
+        except (globus_sdk.NetworkError, KeyError, TypeError, ValueError) as error:
             log.warning(
-                "Globus Groups unreachable (%s): no group principals match", type(error).__name__
+                "Globus Groups unavailable (%s): no group principals match", type(error).__name__
             )
             return frozenset()
 
@@ -129,11 +217,34 @@ class DevAuthStateBuilder(ProviderAuthStateBuilder):
     state_class = DevAuthState
 
 
-def configure_caches(config: dict[str, Any]) -> None:
-    """Size the library's introspection cache (it is class-wide: one a process)."""
-    AuthState.introspect_cache = TypedTTLCache(
+class ObservedTTLCache(TypedTTLCache[T]):
+    """The library's cache, telling an observer whether each lookup hit."""
+
+    def __init__(self, *, maxsize: int, ttl: int, observer: AuthObserver) -> None:
+        super().__init__(maxsize=maxsize, ttl=ttl)
+        self.observer = observer
+
+    def get(self, key: str) -> T | None:
+        value = super().get(key)
+        self.observer.introspect_cache_lookup(value is not None)
+        return value
+
+    @property
+    def maxsize(self) -> int:
+        return int(self._cache.maxsize)
+
+    @property
+    def ttl(self) -> float:
+        return float(self._cache.ttl)
+
+
+def configure_caches(config: dict[str, Any], observer: AuthObserver | None = None) -> None:
+    """Size the library's introspection cache (it is class-wide: one a process;
+    the library's default, 100 tokens, is far too small for a busy provider)."""
+    AuthState.introspect_cache = ObservedTTLCache(
         maxsize=int(config["INTROSPECT_CACHE_SIZE"]),
         ttl=int(config["INTROSPECT_CACHE_TTL_SECONDS"]),
+        observer=observer or _NoObserver(),
     )
 
 
@@ -143,13 +254,15 @@ def provider_scope(config: dict[str, Any]) -> str:
     return config["SCOPE"]
 
 
-def make_state_builder(config: dict[str, Any]) -> FlaskAuthStateBuilder:
+def make_state_builder(
+    config: dict[str, Any], observer: AuthObserver | None = None
+) -> FlaskAuthStateBuilder:
     """The library's FlaskAuthStateBuilder for this configuration."""
     mode = config["AUTH_MODE"]
-    factory = TimeoutClientFactory(float(config["AUTH_TIMEOUT_SECONDS"]))
+    factory = TimeoutClientFactory(float(config["AUTH_TIMEOUT_SECONDS"]), observer)
     scope = provider_scope(config)
     if mode == "dev":
-        auth_client: globus_sdk.ConfidentialAppAuthClient = DevAuthClient(scope)
+        auth_client: globus_sdk.ConfidentialAppAuthClient = DevAuthClient(scope, observer)
     elif mode == "globus":
         missing = [k for k in ("CLIENT_ID", "CLIENT_SECRET", "SCOPE") if not config[k]]
         if missing:
@@ -162,6 +275,6 @@ def make_state_builder(config: dict[str, Any]) -> FlaskAuthStateBuilder:
         )
     else:
         raise MissingCredentials(f"AUTH_MODE must be 'globus' or 'dev', not {mode!r}")
-    configure_caches(config)
+    configure_caches(config, observer)
     builder = DevAuthStateBuilder if mode == "dev" else ProviderAuthStateBuilder
     return builder(auth_client, [scope], client_factory=factory)

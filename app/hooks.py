@@ -10,14 +10,18 @@ import globus_sdk
 from flask import Flask, current_app, g, request
 from globus_action_provider_tools.errors import AuthenticationError
 from globus_action_provider_tools.flask.helpers import FlaskAuthStateBuilder
+from werkzeug.exceptions import RequestEntityTooLarge
 
+from app.auth import AuthResponseMalformed
 from app.errors import ActionForbidden, AuthUnavailable, BearerUnauthorized
 from app.validation import RunRequestValidator, parse_json
 
 log = logging.getLogger(__name__)
 
 # Endpoints that answer without a token.
-PUBLIC_ENDPOINTS: set[str] = set()
+PUBLIC_ENDPOINTS: set[str] = {"ops.healthz", "ops.metrics"}
+# Headers a reverse proxy adds; dev mode refuses requests carrying them.
+PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 
 
 def register_hooks(app: Flask) -> None:
@@ -28,7 +32,10 @@ def register_hooks(app: Flask) -> None:
 
 
 def loopback_only() -> None:
-    """Dev tokens are guessable: serve only this machine's own clients."""
+    """Dev tokens are guessable: serve only this machine's own clients. A
+    request relayed by a proxy (which would connect from loopback) is refused."""
+    if any(h in request.headers for h in PROXY_HEADERS):
+        raise ActionForbidden("This provider runs in dev mode: no proxied clients.")
     try:
         is_loopback = ipaddress.ip_address(request.remote_addr or "").is_loopback
     except ValueError:
@@ -61,6 +68,9 @@ def check_token() -> None:
     except globus_sdk.NetworkError as error:
         log.warning("Globus Auth unreachable: %s", type(error).__name__)
         raise AuthUnavailable("Globus Auth is unavailable; try again shortly.") from None
+    except AuthResponseMalformed:
+        log.error("Globus Auth answered token introspection with a malformed document")
+        raise AuthUnavailable("Globus Auth is unavailable; try again shortly.") from None
 
 
 def validate_run_request() -> None:
@@ -72,4 +82,19 @@ def validate_run_request() -> None:
     if request.endpoint != "provider.run" or request.method != "POST":
         return
     validator: RunRequestValidator = current_app.extensions["run_validator"]
-    g.action_request = validator.validate(parse_json(request.get_data()))
+    g.action_request = validator.validate(parse_json(read_body()))
+
+
+def read_body() -> bytes:
+    """The request body, 413 beyond MAX_CONTENT_LENGTH. Werkzeug 2.3 silently
+    truncates a streamed (chunked) body at the limit, so look for one more byte."""
+    data = request.get_data()
+    limit = request.max_content_length
+    if (
+        limit is not None
+        and request.content_length is None
+        and len(data) >= limit
+        and request.environ["wsgi.input"].read(1)
+    ):
+        raise RequestEntityTooLarge()
+    return data

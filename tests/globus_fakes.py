@@ -51,6 +51,24 @@ class FakeGlobus:
         mock.add_callback(responses.POST, TOKEN_URL, callback=self._dependent_tokens)
         mock.add_callback(responses.GET, MY_GROUPS_URL, callback=self._my_groups)
 
+    def fail(self, method: str, url: str, **response: object) -> None:
+        """From now on, answer ``url`` with ``response`` (responses.add arguments;
+        ``body=requests.ConnectionError()`` raises it) instead of the fake."""
+        self.mock.replace(method, url, **response)
+
+    def recover(self) -> None:
+        """Answer every URL with the working fake again."""
+        for method, url, callback in (
+            (responses.POST, INTROSPECT_URL, self._introspect),
+            (responses.POST, TOKEN_URL, self._dependent_tokens),
+            (responses.GET, MY_GROUPS_URL, self._my_groups),
+        ):
+            self.mock.replace(responses.CallbackResponse(method, url, callback=callback))
+
+    def calls_to(self, url: str) -> int:
+        """HTTP requests made to ``url`` so far, answered or failed."""
+        return sum(1 for call in self.mock.calls if call.request.url.split("?")[0] == url)
+
     def user(self, name: str, **kwargs: object) -> User:
         user = User(name=name, token=f"token-of-{name}-{uuid.uuid4().hex}", **kwargs)
         self.users[user.token] = user

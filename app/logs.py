@@ -1,0 +1,130 @@
+"""Structured logs: one JSON object a line on stderr (or plain text), for the
+app and, through ``GunicornLogger``, for gunicorn's own and access logs.
+
+A record's ``extra={"fields": {...}}`` become top-level keys of its object.
+Nothing here ever receives a token or a body; as a last guard, anything that
+looks like ``Bearer <token>`` in a message is masked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from gunicorn.glogging import Logger as _GunicornBaseLogger
+
+FORMATS = ("json", "text")
+MAX_FIELD = 256  # longest client-controlled string (path, user agent) logged
+_BEARER = re.compile(r"(?i)\b(bearer\s+)\S+")
+
+
+def redact(text: str) -> str:
+    return _BEARER.sub(r"\1[redacted]", text)
+
+
+def clip(text: str | None) -> str | None:
+    return None if text is None else text[:MAX_FIELD]
+
+
+class JsonFormatter(logging.Formatter):
+    """time, level, logger, message, process, the record's fields, exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        document: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+            "process": record.process,
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            document.update(fields)
+        if record.exc_info:
+            document["exception"] = redact(self.formatException(record.exc_info))
+        return json.dumps(document, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """The same content for people: ``time level logger message key=value...``."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = redact(super().format(record))
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            text += "".join(f" {k}={json.dumps(v, default=str)}" for k, v in fields.items())
+        return text
+
+
+def make_formatter(log_format: str) -> logging.Formatter:
+    if log_format not in FORMATS:
+        raise ValueError(f"LOG_FORMAT must be one of {FORMATS}, not {log_format!r}")
+    return JsonFormatter() if log_format == "json" else TextFormatter()
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (test captures swap it)."""
+
+    _whattimeisitrightnow = True
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
+def configure_logging(config: dict[str, Any]) -> None:
+    """Install the one root handler (replacing ours from an earlier call)."""
+    formatter = make_formatter(str(config["LOG_FORMAT"]))
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_whattimeisitrightnow", False):
+            root.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(formatter)
+    root.addHandler(handler)
+    root.setLevel(str(config["LOG_LEVEL"]).upper())
+
+
+class GunicornLogger(_GunicornBaseLogger):
+    """gunicorn's logger with JSON error and access logs (``logger_class`` in
+    gunicorn.conf.py). The access log has no query string and no headers but
+    the request id."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(JsonFormatter())
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        if not self.access_log_enabled:
+            return
+        status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
+        request_id = next(
+            (v for k, v in resp.headers if k.lower() == "x-request-id"), None
+        )
+        fields = {
+            "remote_addr": environ.get("REMOTE_ADDR"),
+            "method": clip(environ.get("REQUEST_METHOD")),
+            "path": clip(environ.get("PATH_INFO")),
+            "status": int(status),
+            "bytes": getattr(resp, "sent", None),
+            "latency_ms": round(request_time.total_seconds() * 1000, 3),
+            "user_agent": clip(environ.get("HTTP_USER_AGENT")),
+            "request_id": clip(request_id),
+        }
+        self.access_log.info("access", extra={"fields": fields})

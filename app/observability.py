@@ -1,0 +1,214 @@
+"""Request ids, the request log line, Prometheus metrics, /healthz and /metrics.
+
+Every request gets an id (a valid incoming ``X-Request-ID``, else a new one),
+returned in the response's ``X-Request-ID`` and logged with the request's
+method, path (no query string), route, status, latency, action_id and the
+caller's identity where known. Never a token, a secret or a body.
+
+Metrics live in a registry of the app's own; under gunicorn with
+``PROMETHEUS_MULTIPROC_DIR`` set (gunicorn.conf.py does) every worker writes
+its values there and /metrics adds up all workers'.
+
+Action counters: ``actions_started_total`` (a run that created an action),
+``actions_cancelled_total`` (a cancel that won), ``actions_released_total
+{outcome=succeeded|failed|cancelled}`` (an explicit release; its final status
+is the outcome). Statuses are derived on read, so success and failure are
+counted when they are final and known: at release, which Globus Flows does for
+every action it runs. Actions released automatically after release_after are
+not counted.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import re
+import time
+import uuid
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from globus_action_provider_tools.flask.exceptions import ActionProviderToolsException
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import generate_latest as _generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from werkzeug.exceptions import ServiceUnavailable
+
+from app.logs import clip
+
+log = logging.getLogger("app.request")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:=+/-]{1,128}")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_QUIET_ENDPOINTS = frozenset({"ops.healthz", "ops.metrics"})  # probes: DEBUG, not INFO
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+class StoreUnavailable(ActionProviderToolsException, ServiceUnavailable):
+    pass
+
+
+class _SettledMultiProcessCollector(MultiProcessCollector):
+    """prometheus_client's collector, skipping files still empty: a starting
+    worker creates its file, then sizes it, and reading it between the two
+    fails (seen when a worker is replaced while /metrics is scraped)."""
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        files = [
+            path for path in glob.glob(os.path.join(self._path, "*.db"))
+            if _size(path) > 0
+        ]
+        return self.merge(files, accumulate=True)
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:  # gone meanwhile
+        return 0
+
+
+class Metrics:
+    """The provider's Prometheus metrics; also the auth layer's AuthObserver."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "http_requests", "HTTP requests answered.", ["route", "method", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds", "Time to answer an HTTP request.",
+            ["route", "method", "status"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.started = Counter("actions_started", "Actions started.", registry=r)
+        self.cancelled = Counter("actions_cancelled", "Actions cancelled.", registry=r)
+        self.released = Counter(
+            "actions_released", "Actions released by their manager, by final outcome.",
+            ["outcome"], registry=r,
+        )
+        self.introspections = Counter(
+            "auth_introspections", "Token introspections asked of Globus Auth, by outcome.",
+            ["outcome"], registry=r,
+        )
+        self.cache_lookups = Counter(
+            "auth_introspect_cache_lookups", "Lookups in the token introspection cache.",
+            ["result"], registry=r,
+        )
+        for outcome in ("succeeded", "failed", "cancelled"):
+            self.released.labels(outcome)
+        for outcome in ("ok", "error", "malformed"):
+            self.introspections.labels(outcome)
+        for result in ("hit", "miss"):
+            self.cache_lookups.labels(result)
+
+    # AuthObserver
+    def introspection(self, outcome: str) -> None:
+        self.introspections.labels(outcome).inc()
+
+    def introspect_cache_lookup(self, hit: bool) -> None:
+        self.cache_lookups.labels("hit" if hit else "miss").inc()
+
+    def render(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            _SettledMultiProcessCollector(registry)
+            return _generate_latest(registry)
+        return _generate_latest(self.registry)
+
+
+def init_app(app: Flask, metrics: Metrics) -> None:
+    """Wire request ids, the request log and metrics; register before the other hooks."""
+    app.extensions["metrics"] = metrics
+    app.before_request(_start_request)
+    app.after_request(_finish_request)
+    ops = Blueprint("ops", __name__)
+    ops.add_url_rule("/healthz", "healthz", _healthz, methods=["GET"])
+    if app.config["METRICS_ENABLED"]:
+        ops.add_url_rule("/metrics", "metrics", _metrics, methods=["GET"])
+    app.register_blueprint(ops)
+
+
+def _healthz() -> Response:
+    """Cheap, no auth: does the store answer?"""
+    try:
+        healthy = bool(current_app.extensions["store"].ping())
+    except Exception:
+        logging.getLogger(__name__).exception("store ping failed")
+        healthy = False
+    if not healthy:
+        raise StoreUnavailable("The action store does not answer.")
+    return jsonify(status="ok")
+
+
+def _metrics() -> Response:
+    metrics: Metrics = current_app.extensions["metrics"]
+    return Response(metrics.render(), content_type=CONTENT_TYPE_LATEST)
+
+
+def _start_request() -> None:
+    g.request_started = time.perf_counter()
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+
+
+def _finish_request(response: Response) -> Response:
+    latency = time.perf_counter() - g.get("request_started", time.perf_counter())
+    request_id = g.get("request_id") or uuid.uuid4().hex
+    response.headers[REQUEST_ID_HEADER] = request_id
+    route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+    method = request.method if request.method in _METHODS else "OTHER"
+    status = response.status_code
+
+    metrics: Metrics = current_app.extensions["metrics"]
+    metrics.requests.labels(route, method, str(status)).inc()
+    metrics.latency.labels(route, method, str(status)).observe(latency)
+    action_id = _count_action(metrics, response)
+
+    fields: dict[str, Any] = {
+        "request_id": request_id,
+        "method": clip(request.method),
+        "path": clip(request.path),
+        "route": route,
+        "status": status,
+        "latency_ms": round(latency * 1000, 3),
+    }
+    if action_id:
+        fields["action_id"] = clip(action_id)
+    caller = _caller()
+    if caller:
+        fields["caller"] = caller
+    level = logging.DEBUG if request.endpoint in _QUIET_ENDPOINTS else logging.INFO
+    log.log(level, "%s %s %s", method, route, status, extra={"fields": fields})
+    return response
+
+
+def _count_action(metrics: Metrics, response: Response) -> str | None:
+    """Count action lifecycle events; return the action_id the request is about."""
+    endpoint = request.endpoint
+    action_id = (request.view_args or {}).get("action_id")
+    if endpoint == "provider.run" and response.status_code in (200, 202):
+        action_id = (response.get_json(silent=True) or {}).get("action_id")
+        if response.status_code == 202:
+            metrics.started.inc()
+    elif endpoint == "provider.cancel" and response.status_code == 200:
+        metrics.cancelled.inc()
+    elif endpoint == "provider.release" and response.status_code == 200:
+        final = response.get_json(silent=True) or {}
+        outcome = "cancelled" if final.get("display_status") == "CANCELLED" else (
+            "succeeded" if final.get("status") == "SUCCEEDED" else "failed"
+        )
+        metrics.released.labels(outcome).inc()
+    return action_id if isinstance(action_id, str) else None
+
+
+def _caller() -> str | None:
+    """The caller's effective identity, when its token was checked."""
+    state = g.get("auth_state")
+    if state is None:
+        return None
+    try:
+        return str(state.effective_identity)
+    except Exception:
+        return None

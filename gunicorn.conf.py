@@ -1,0 +1,88 @@
+"""gunicorn settings for production: gunicorn -c gunicorn.conf.py 'app:create_app()'
+
+Every setting can be overridden on the command line (e.g. --workers 4) or by
+the environment variables read below.
+
+- Workers: the default memory:// store lives inside one process, so with it
+  there is ONE worker (with threads); with a shared store (sqlite/postgresql)
+  2 x CPUs + 1. WEB_CONCURRENCY sets the number explicitly.
+- Metrics: Prometheus multiprocess mode. PROMETHEUS_MULTIPROC_DIR is used if
+  set (and emptied at start), else a private temporary directory is made and
+  removed at exit. Dead workers are marked so their live gauges go.
+- Logs: JSON lines (app.logs.GunicornLogger): the error log on stderr, the
+  access log on stdout (no query strings, no headers but the request id).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # the `gunicorn` script does not put the cwd there
+    sys.path.insert(0, str(HERE))
+
+# --- metrics: must be set before prometheus_client is first imported ----------
+_owned_metrics_dir = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _owned_metrics_dir = tempfile.mkdtemp(prefix="whattimeisitrightnow-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _owned_metrics_dir
+METRICS_DIR = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+
+def _store_url() -> str:
+    return os.environ.get("FLASK_STORE_URL", "memory://").strip().strip('"')
+
+
+def _workers() -> int:
+    if os.environ.get("WEB_CONCURRENCY"):
+        return int(os.environ["WEB_CONCURRENCY"])
+    if _store_url().startswith("memory:"):
+        return 1  # the memory store is per process: more workers would split it
+    return multiprocessing.cpu_count() * 2 + 1
+
+
+# --- server ------------------------------------------------------------------------
+bind = os.environ.get("BIND", "127.0.0.1:8000")  # put it behind an HTTPS proxy
+workers = _workers()
+worker_class = "gthread"
+threads = int(os.environ.get("THREADS", "8"))
+timeout = 30  # a worker silent this long is killed (Auth calls are bounded far below)
+graceful_timeout = 20  # SIGTERM: finish requests in flight for up to this long
+keepalive = 5
+max_requests = 10_000  # recycle workers now and then; jitter avoids all at once
+max_requests_jitter = 1_000
+limit_request_line = 4094
+limit_request_fields = 50
+limit_request_field_size = 8190
+control_socket_disable = True
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+# --- logs ---------------------------------------------------------------------------
+logger_class = "app.logs.GunicornLogger"
+errorlog = "-"
+accesslog = "-"
+loglevel = "info"
+
+
+# --- hooks ----------------------------------------------------------------------------
+def on_starting(server):  # type: ignore[no-untyped-def]
+    """Start from empty metrics: files of an earlier run would be added in."""
+    METRICS_DIR.mkdir(parents=True, exist_ok=True)
+    for stale in METRICS_DIR.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server, worker):  # type: ignore[no-untyped-def]
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # type: ignore[no-untyped-def]
+    if _owned_metrics_dir:
+        shutil.rmtree(_owned_metrics_dir, ignore_errors=True)

@@ -1,0 +1,220 @@
+"""Request ids, structured logs, /healthz and /metrics (in one process)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from app import create_app
+
+
+def run(client, user, **extra):
+    document = {"request_id": str(uuid.uuid4()), "body": {"utc_offset": 1}, **extra}
+    return client.post("/run", headers=user.headers, json=document)
+
+
+def log_lines(captured: str) -> list[dict]:
+    """Every line the app wrote to stderr, each parsed as one JSON object."""
+    return [json.loads(line) for line in captured.splitlines() if line.strip()]
+
+
+def request_lines(captured: str) -> list[dict]:
+    return [line for line in log_lines(captured) if line["logger"] == "app.request"]
+
+
+def metric(client, name: str, **labels: str) -> float:
+    text = client.get("/metrics").get_data(as_text=True)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    raise AssertionError(f"no sample {name} {labels}")
+
+
+# --- request ids ---------------------------------------------------------------
+def test_a_valid_incoming_request_id_is_honoured(client, alice):
+    response = client.get("/", headers={**alice.headers, "X-Request-ID": "flows-abc.123:x"})
+    assert response.headers["X-Request-ID"] == "flows-abc.123:x"
+
+
+@pytest.mark.parametrize(
+    "incoming", [None, "", "x" * 129, "has space", "new\\nline", "<script>", "é"]
+)
+def test_a_missing_or_unsafe_request_id_is_replaced(client, alice, incoming):
+    headers = dict(alice.headers)
+    if incoming is not None:
+        headers["X-Request-ID"] = incoming
+    first = client.get("/", headers=headers).headers["X-Request-ID"]
+    second = client.get("/", headers=headers).headers["X-Request-ID"]
+    assert first != incoming and len(first) == 32 and int(first, 16) >= 0
+    assert first != second
+
+
+def test_errors_carry_a_request_id_too(client):
+    response = client.get("/nowhere", headers={"X-Request-ID": "trace-1"})
+    assert response.status_code == 401 or response.status_code == 404
+    assert response.headers["X-Request-ID"] == "trace-1"
+
+
+# --- structured logs -----------------------------------------------------------
+def test_every_log_line_is_one_json_object_with_the_request_fields(client, alice, capsys):
+    capsys.readouterr()
+    started = run(client, alice)
+    action_id = started.json["action_id"]
+    client.get(f"/{action_id}/status", headers={**alice.headers, "X-Request-ID": "req-7"})
+    client.get("/", headers={"Authorization": "Bearer not-a-token-anyone-has"})
+
+    captured = capsys.readouterr().err
+    lines = log_lines(captured)  # each line parses as JSON
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    run_line, status_line, refused_line = request_lines(captured)
+    assert run_line["method"] == "POST" and run_line["path"] == "/run"
+    assert run_line["status"] == 202 and run_line["action_id"] == action_id
+    assert run_line["caller"] == alice.urn
+    assert run_line["request_id"] == started.headers["X-Request-ID"]
+    assert status_line["route"] == "/<action_id>/status" and status_line["status"] == 200
+    assert status_line["request_id"] == "req-7" and status_line["action_id"] == action_id
+    assert isinstance(status_line["latency_ms"], float) and status_line["latency_ms"] >= 0
+    assert refused_line["status"] == 401 and "caller" not in refused_line
+
+
+def test_no_token_secret_or_body_is_ever_logged(make_app, globus, alice, capsys, caplog):
+    caplog.set_level(logging.DEBUG)
+    client = make_app(LOG_LEVEL="DEBUG").test_client()
+    body_marker = "BODY-MARKER-7f3a"
+    unknown_token = "TOKEN-MARKER-unknown-91c2"
+    run(client, alice, label=body_marker)
+    client.post("/run", headers=alice.headers, data=f'{{"request_id": "{body_marker}"')  # bad
+    client.get("/?access_token=QUERY-MARKER", headers=alice.headers)
+    client.get("/", headers={"Authorization": f"Bearer {unknown_token}"})
+    client.get("/", headers={"Authorization": f"Basic {unknown_token}"})
+    stderr = capsys.readouterr().err
+    assert len(request_lines(stderr)) == 5  # every request was logged, and cleanly:
+    captured = stderr + caplog.text
+    for secret in (alice.token, unknown_token, body_marker, "QUERY-MARKER", "not-a-real-secret"):
+        assert secret not in captured
+
+
+def test_text_format_and_bad_format(make_app, alice, capsys):
+    client = make_app(LOG_FORMAT="text").test_client()
+    capsys.readouterr()
+    client.get("/", headers=alice.headers)
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert " INFO app.request GET / 200" in line and "request_id=" in line
+    with pytest.raises(ValueError, match="LOG_FORMAT"):
+        make_app(LOG_FORMAT="xml")
+
+
+def test_dev_mode_says_so_at_startup(caplog):
+    caplog.set_level(logging.WARNING)
+    create_app({"AUTH_MODE": "dev"})
+    assert any("DEV MODE" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+
+def test_dev_mode_refuses_proxied_requests():
+    client = create_app({"AUTH_MODE": "dev"}).test_client()
+    headers = {"Authorization": "Bearer dev-token-alice"}
+    assert client.get("/", headers=headers).status_code == 200
+    for proxy_header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):
+        response = client.get("/", headers={**headers, proxy_header: "203.0.113.9"})
+        assert response.status_code == 403 and response.is_json
+
+
+# --- /healthz ----------------------------------------------------------------------
+def test_healthz_needs_no_token_and_no_globus(client, globus):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json == {"status": "ok"}
+    assert globus.calls_to("https://auth.globus.org/v2/oauth2/token/introspect") == 0
+
+
+class DownStore:
+    """A store whose database does not answer (a stand-in for an external DB)."""
+
+    def __init__(self, error: bool) -> None:
+        self.error = error
+
+    def ping(self) -> bool:
+        if self.error:
+            raise ConnectionError("database unreachable")
+        return False
+
+
+@pytest.mark.parametrize("error", [False, True])
+def test_healthz_is_503_json_when_the_store_does_not_answer(app, error):
+    app.extensions["store"] = DownStore(error)
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.is_json and set(response.json) == {"code", "description"}
+
+
+# --- /metrics ---------------------------------------------------------------------
+def test_metrics_count_requests_by_route_and_status(client, alice):
+    action_ids = [run(client, alice).json["action_id"] for _ in range(3)]
+    for action_id in action_ids:
+        client.get(f"/{action_id}/status", headers=alice.headers)
+    for _ in range(50):  # hostile paths must not create new label values
+        client.get(f"/{uuid.uuid4()}/{uuid.uuid4()}", headers=alice.headers)
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain")
+    assert metric(client, "http_requests_total", route="/run", status="202") == 3
+    assert metric(client, "http_requests_total", route="/<action_id>/status", status="200") == 3
+    assert metric(client, "http_requests_total", route="<unmatched>", status="404") == 50
+    assert metric(
+        client, "http_request_duration_seconds_count", route="/<action_id>/status", status="200"
+    ) == 3
+    routes = {
+        sample.labels["route"]
+        for family in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
+        for sample in family.samples
+        if "route" in sample.labels
+    }
+    assert routes <= {"/", "/run", "/<action_id>/status", "/metrics", "<unmatched>"}
+
+
+def test_metrics_count_the_action_lifecycle(make_app, alice, clock):
+    client = make_app(MIN_DELAY_SECONDS=10, MAX_DELAY_SECONDS=10).test_client()
+    first, second, _ = (run(client, alice).json["action_id"] for _ in range(3))
+    run_again = client.post(
+        "/run", headers=alice.headers, json={"request_id": "same", "body": {"utc_offset": 1}}
+    )
+    repeat = client.post(
+        "/run", headers=alice.headers, json={"request_id": "same", "body": {"utc_offset": 1}}
+    )
+    assert (run_again.status_code, repeat.status_code) == (202, 200)
+    client.post(f"/{first}/cancel", headers=alice.headers)
+    client.post(f"/{first}/cancel", headers=alice.headers)  # 409: not counted again
+    client.post(f"/{second}/release", headers=alice.headers)  # 409: still running
+    clock.advance(11)
+    finals = [client.post(f"/{a}/release", headers=alice.headers).json for a in (first, second)]
+    outcome = "succeeded" if finals[1]["status"] == "SUCCEEDED" else "failed"
+
+    assert metric(client, "actions_started_total") == 4
+    assert metric(client, "actions_cancelled_total") == 1
+    assert metric(client, "actions_released_total", outcome="cancelled") == 1
+    assert metric(client, "actions_released_total", outcome=outcome) == 1
+
+
+def test_metrics_count_introspections_and_cache_hits(client, globus, alice, bob):
+    for _ in range(3):
+        client.get("/", headers=alice.headers)
+    client.get("/", headers=bob.headers)
+    assert globus.introspections == 2
+    assert metric(client, "auth_introspections_total", outcome="ok") == 2
+    assert metric(client, "auth_introspect_cache_lookups_total", result="miss") == 2
+    assert metric(client, "auth_introspect_cache_lookups_total", result="hit") == 2
+
+
+def test_metrics_can_be_turned_off(make_app):
+    client = make_app(METRICS_ENABLED=False).test_client()
+    response = client.get("/metrics")
+    assert response.status_code == 404 and response.is_json
+
+
+def test_label_must_be_1_to_64_characters(client, alice):
+    assert run(client, alice, label="").status_code == 400
+    assert run(client, alice, label="x").status_code == 202

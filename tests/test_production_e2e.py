@@ -1,0 +1,152 @@
+"""gunicorn with gunicorn.conf.py and two workers: metrics add up across
+workers (multiprocess mode), survive a worker's death, start from zero; logs
+are JSON; limits hold over real HTTP. Memory store: only stateless calls here."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.server import ROOT, gunicorn
+
+pytestmark = pytest.mark.e2e
+ALICE = {"Authorization": "Bearer dev-token-alice"}
+STALE = 1000
+
+
+def served_root(samples) -> float:
+    return sum(
+        s.value for s in samples
+        if s.name == "http_requests_total"
+        and s.labels.get("route") == "/" and s.labels.get("status") == "200"
+    )
+
+
+def scraped(url: str) -> float:
+    text = requests.get(url + "/metrics", timeout=5).text
+    return served_root(s for f in text_string_to_metric_families(text) for s in f.samples)
+
+
+def per_worker(metrics_dir: Path, scratch: Path) -> dict[str, float]:
+    """Requests to / counted by each worker alone (its own counter file)."""
+    counts = {}
+    for db in metrics_dir.glob("counter_*.db"):
+        if db.stat().st_size == 0:  # being created by a starting worker
+            continue
+        one = scratch / db.stem
+        one.mkdir(exist_ok=True)
+        shutil.copy(db, one / db.name)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(one))
+        counts[db.stem] = served_root(s for f in registry.collect() for s in f.samples)
+    return counts
+
+
+def write_stale_metrics(metrics_dir: Path) -> None:
+    """What an earlier run (or a crash) leaves behind: must not be added in."""
+    code = (
+        "from prometheus_client import Counter\n"
+        "Counter('http_requests', 'x', ['route', 'method', 'status'])"
+        f".labels('/', 'GET', '200').inc({STALE})\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def metrics_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("metrics")
+
+
+@pytest.fixture(scope="module")
+def url(metrics_dir):
+    write_stale_metrics(metrics_dir)
+    assert list(metrics_dir.glob("counter_*.db"))
+    with gunicorn({"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, workers=2) as base:
+        yield base
+
+
+def get_root(url: str) -> int:
+    return requests.get(url + "/", headers=ALICE, timeout=5).status_code  # new connection
+
+
+def test_metrics_add_up_across_workers_and_survive_a_worker(url, metrics_dir, tmp_path):
+    assert scraped(url) == 0  # the stale file of an earlier run was cleared at start
+    sent = 0
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in range(10):  # bounded: at most 400 requests
+            statuses = list(pool.map(lambda _: get_root(url), range(40)))
+            assert statuses == [200] * 40
+            sent += 40
+            if sum(1 for n in per_worker(metrics_dir, tmp_path).values() if n) >= 2:
+                break
+    counts = per_worker(metrics_dir, tmp_path)
+    assert sum(1 for n in counts.values() if n) >= 2, counts  # both workers served
+    # Whichever worker answers /metrics, it reports every worker's requests.
+    assert [scraped(url) for _ in range(6)] == [sent] * 6
+
+    # A worker dies: its counts stay; the master starts a new one.
+    victim = int(max(counts, key=counts.get).split("_")[1])
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if scraped(url) == sent:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    assert scraped(url) == sent
+    assert get_root(url) == 200
+
+
+def test_healthz_and_request_ids_over_http(url):
+    response = requests.get(url + "/healthz", headers={"X-Request-ID": "probe-1"}, timeout=5)
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+    assert response.headers["X-Request-ID"] == "probe-1"
+
+
+def test_oversized_bodies_are_413_json_even_chunked(url):
+    big = b'{"request_id": "big", "body": {"utc_offset": 1}, "label": "' + b"x" * 70_000 + b'"}'
+    headers = {**ALICE, "Content-Type": "application/json"}
+    plain = requests.post(url + "/run", data=big, headers=headers, timeout=5)
+    assert plain.status_code == 413 and plain.json()["code"]
+
+    def chunks():
+        for i in range(0, len(big), 8192):
+            yield big[i : i + 8192]
+
+    chunked = requests.post(url + "/run", data=chunks(), headers=headers, timeout=5)
+    assert chunked.status_code == 413 and chunked.json()["code"]
+
+
+def test_gunicorn_conf_defaults():
+    """One worker with the memory store; several otherwise; JSON logs; no socket."""
+    code = (
+        "import runpy, json; c = runpy.run_path('gunicorn.conf.py');"
+        "print(json.dumps([c['workers'], c['worker_class'], c['logger_class'],"
+        " c['control_socket_disable'], c['graceful_timeout']]))"
+    )
+    def conf(**env):
+        environment = {k: v for k, v in os.environ.items() if k != "WEB_CONCURRENCY"}
+        environment.update(env, PROMETHEUS_MULTIPROC_DIR=str(ROOT))  # not made, not cleaned
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environment,
+                             capture_output=True, text=True, check=True, timeout=60).stdout
+        return __import__("json").loads(out)
+
+    memory = conf(FLASK_STORE_URL="memory://")
+    assert memory[0] == 1 and memory[1:] == ["gthread", "app.logs.GunicornLogger", True, 20]
+    assert conf(FLASK_STORE_URL="sqlite:///x.db")[0] == os.cpu_count() * 2 + 1
+    assert conf(WEB_CONCURRENCY="3")[0] == 3
