@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,20 @@ def _fresh_auth_caches() -> Iterator[None]:
     ):
         cache.clear()
     yield
+
+
+_ROOT_HANDLERS = list(logging.getLogger().handlers)
+_ROOT_LEVEL = logging.getLogger().level
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """create_app installs a root log handler; keep it from leaking into the
+    next test (e.g. into a command-line client's captured stderr)."""
+    yield
+    root = logging.getLogger()
+    root.handlers[:] = _ROOT_HANDLERS
+    root.setLevel(_ROOT_LEVEL)
 
 
 @pytest.fixture

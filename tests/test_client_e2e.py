@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from app.client.cli import EXIT_FAILED, EXIT_HTTP, EXIT_INTERRUPTED, EXIT_UNREACHABLE, cli
-from tests.server import free_port, gunicorn
+from tests.server import closed_port, gunicorn
 
 pytestmark = pytest.mark.e2e
 AP_CLIENT = Path(sys.executable).parent / "ap-client"
@@ -157,8 +157,9 @@ def test_error_lines(url):
 
 
 def test_connection_refused_is_one_line():
-    closed = f"http://127.0.0.1:{free_port()}"
-    result = ap(closed, "status", "x")
+    with closed_port() as port:
+        closed = f"http://127.0.0.1:{port}"
+        result = ap(closed, "status", "x")
     assert result.exit_code == EXIT_UNREACHABLE
     assert result.stderr.strip() == f"Error: could not reach {closed}: connection refused"
 
@@ -204,15 +205,16 @@ def test_log_follows_the_providers_log_supported(url):
 
 def test_503_is_one_line_with_retry_after():
     # A real provider whose Globus Auth is unreachable answers 503 + Retry-After.
-    env = {
-        "FLASK_AUTH_MODE": "globus",
-        "FLASK_CLIENT_ID": "00000000-0000-4000-8000-00000000aaaa",
-        "FLASK_CLIENT_SECRET": "not-a-secret",
-        "FLASK_SCOPE": "https://auth.globus.org/scopes/x/action_all",
-        "GLOBUS_SDK_SERVICE_URL_AUTH": f"http://127.0.0.1:{free_port()}/",
-    }
-    with gunicorn(env) as base:
-        result = ap(base, "status", "x", token="some-globus-token")
+    with closed_port() as auth_port:
+        env = {
+            "FLASK_AUTH_MODE": "globus",
+            "FLASK_CLIENT_ID": "00000000-0000-4000-8000-00000000aaaa",
+            "FLASK_CLIENT_SECRET": "not-a-secret",
+            "FLASK_SCOPE": "https://auth.globus.org/scopes/x/action_all",
+            "GLOBUS_SDK_SERVICE_URL_AUTH": f"http://127.0.0.1:{auth_port}/",
+        }
+        with gunicorn(env) as base:
+            result = ap(base, "status", "x", token="some-globus-token")
     assert result.exit_code == EXIT_HTTP
     assert error_line(result) == (
         "Error: 503 AuthUnavailable: Globus Auth is unavailable; try again shortly. "
