@@ -19,7 +19,7 @@ def open_store(url: str) -> ActionStore:
     scheme = url.split(":", 1)[0].lower() if ":" in url else url.lower()
     if scheme == "memory":
         if url not in ("memory://", "memory"):
-            raise UnknownStoreURL(f"memory:// takes no path or options; use {SUPPORTED}")
+            raise UnknownStoreURL(f"STORE_URL memory:// takes no path or options; use {SUPPORTED}")
         return MemoryStore()
     if scheme in ("sqlite", "postgresql", "postgres", "postgresql+psycopg"):
         from sqlalchemy.exc import ArgumentError

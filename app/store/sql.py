@@ -267,9 +267,7 @@ class SQLStore:
 
     def release(self, action_id: str) -> bool:
         delete = (
-            actions.delete()
-            .where(actions.c.action_id == action_id)
-            .returning(actions.c.action_id)
+            actions.delete().where(actions.c.action_id == action_id).returning(actions.c.action_id)
         )
         with self._write() as conn:
             return conn.execute(delete).first() is not None
@@ -413,4 +411,3 @@ def _record(row: Any) -> ActionRecord:
         label=row["label"],
         cancelled_at=None if cancelled is None else from_us(cancelled),
     )
-
