@@ -81,6 +81,7 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> N
         try:
             requests.get(url + "/", timeout=1)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
+            # Timeout: the socket is bound but the workers are still booting.
             time.sleep(0.1)
     raise RuntimeError(f"server at {url} did not come up in {timeout} s")
