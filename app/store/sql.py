@@ -133,6 +133,7 @@ class SQLStore:
         self.dialect = self.url.get_backend_name()
         self._insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         self._engine = self._make_engine()
+        self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
         self._migrate()
         # Whatever forks this process next (gunicorn --preload, multiprocessing)
         # must not share pooled connections with it: start the child's pool empty.
@@ -198,8 +199,24 @@ class SQLStore:
                 yield conn
 
     @contextmanager
+    def _one_statement(self) -> Iterator[Connection]:
+        """For a write that is one statement, hence atomic by itself.
+
+        PostgreSQL runs it in autocommit mode, saving the BEGIN and COMMIT
+        round trips; SQLite still takes the write lock up front.
+        """
+        if self.dialect == "postgresql":
+            with self._autocommit.connect() as conn:
+                yield conn
+        else:
+            with self._write() as conn:
+                yield conn
+
+    @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn:
+        # One SELECT needs no transaction; on PostgreSQL skip its round trips.
+        engine = self._autocommit if self.dialect == "postgresql" else self._engine
+        with engine.connect() as conn:
             yield conn
 
     # --- the ActionStore protocol --------------------------------------------
@@ -261,7 +278,7 @@ class SQLStore:
             )
             .returning(*actions.c)
         )
-        with self._write() as conn:
+        with self._one_statement() as conn:
             row = conn.execute(update).mappings().first()
         return None if row is None else _record(row)
 
@@ -269,7 +286,7 @@ class SQLStore:
         delete = (
             actions.delete().where(actions.c.action_id == action_id).returning(actions.c.action_id)
         )
-        with self._write() as conn:
+        with self._one_statement() as conn:
             return conn.execute(delete).first() is not None
 
     def sweep(self, now: datetime, limit: int) -> int:
@@ -291,7 +308,7 @@ class SQLStore:
             .where(actions.c.release_at_us <= now_us)
             .returning(actions.c.action_id)
         )
-        with self._write() as conn:
+        with self._one_statement() as conn:
             return len(conn.execute(delete).all())
 
     def enumerate(
