@@ -15,9 +15,17 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from app.store import ActionStore, UnknownStoreURL, open_store
 from app.store.base import ROLES, ActionRecord, effective_status, holds_role
+from app.store.sql import (
+    SCHEMA_VERSION,
+    SchemaTooNew,
+    action_principals,
+    actions,
+    schema_version,
+)
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -438,6 +446,30 @@ def test_close_and_reopen_keeps_everything(sql_url: str) -> None:
         reopened.close()
 
 
+def test_released_and_swept_actions_leave_no_rows_behind(sql_url: str) -> None:
+    store = open_store(sql_url)
+    try:
+        for n in range(6):
+            store.create(make_record(n, monitor_by=("m",), manage_by=("g",)), T0)
+        store.release(make_record(0).action_id)
+        assert store.sweep(T0 + 2 * HOUR, 100) == 5
+        with store._engine.connect() as conn:  # type: ignore[attr-defined]
+            for table in (actions, action_principals):
+                count = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
+                assert count == 0, table.name
+    finally:
+        store.close()
+
+
+def test_a_newer_schema_is_refused(sql_url: str) -> None:
+    store = open_store(sql_url)
+    with store._engine.begin() as conn:  # type: ignore[attr-defined]
+        conn.execute(schema_version.update().values(version=SCHEMA_VERSION + 1))
+    store.close()
+    with pytest.raises(SchemaTooNew, match="upgrade the code"):
+        open_store(sql_url)
+
+
 # --- URLs ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "url",
@@ -447,6 +479,7 @@ def test_close_and_reopen_keeps_everything(sql_url: str) -> None:
         "memory://extra",
         "sqlite://",
         "sqlite:///:memory:",
+        "sqlite:////no/such/dir/a.db",
         "nonsense",
     ],
 )

@@ -121,6 +121,9 @@ def engine_url(url: str) -> URL:
         database = parsed.database or ""
         if not database or database == ":memory:" or database.startswith("file:"):
             raise ValueError("sqlite needs a file path: sqlite:///path/to/actions.db")
+        folder = os.path.dirname(os.path.abspath(database))
+        if not os.path.isdir(folder):
+            raise ValueError(f"sqlite: no such directory {folder!r}")
         return parsed.set(drivername="sqlite+pysqlite")
     raise ValueError(f"not a SQL store URL: {parsed.drivername!r}")
 
