@@ -63,15 +63,18 @@ def run_once(client: FlaskClient) -> str:
     return response.get_json()["action_id"]
 
 
-def throughput(client: FlaskClient, pairs: int) -> float:
-    """run + status pairs per second."""
-    for _ in range(20):  # warm caches and connection pools
+def warm_up(client: FlaskClient) -> None:
+    for _ in range(20):  # token cache, connection pool, compiled-statement cache
         client.get(f"/{run_once(client)}/status", headers=TOKEN)
+
+
+def run_and_status(client: FlaskClient, pairs: int) -> float:
+    """Seconds for ``pairs`` run + status calls."""
     started = time.perf_counter()
     for _ in range(pairs):
         action_id = run_once(client)
         assert client.get(f"/{action_id}/status", headers=TOKEN).status_code == 200
-    return pairs / (time.perf_counter() - started)
+    return time.perf_counter() - started
 
 
 def latency(client: FlaskClient, store: Any, ids: list[str], calls: int) -> tuple[float, float]:
@@ -245,18 +248,29 @@ def main() -> int:
         default=os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
     )
     args = parser.parse_args()
+    if not 5 <= args.pairs <= 900 or args.bulk < 2_000:
+        parser.error("need 5 <= --pairs <= 900 (the small store holds 1,000) and --bulk >= 2000")
 
     with tempfile.TemporaryDirectory() as tmp, postgres_schema(args.postgres_url) as pg_url:
         urls = {"memory": "memory://", "sqlite": f"sqlite:///{tmp}/bench.db"}
         if pg_url:
             urls["postgresql"] = pg_url
-        rates: dict[str, float] = {}
+        apps = {name: app_client(url) for name, url in urls.items()}
+        # Throughput in interleaved rounds, so machine noise hits every backend alike.
+        rounds, per_round = 5, max(1, args.pairs // 5)
+        spent = dict.fromkeys(urls, 0.0)
+        for _, client in apps.values():
+            warm_up(client)
+        for _ in range(rounds):
+            for name, (_, client) in apps.items():
+                spent[name] += run_and_status(client, per_round)
+        rates = {name: rounds * per_round / seconds for name, seconds in spent.items()}
+
         small: dict[str, tuple[float, float]] = {}
         big: dict[str, tuple[float, float]] = {}
-        for name, url in urls.items():
-            app, client = app_client(url)
+        for name in urls:
+            app, client = apps.pop(name)
             store = app.extensions["store"]
-            rates[name] = throughput(client, args.pairs)
             template = store.get(run_once(client))
             have = len(store)
             ids = bulk_insert(store, template, 1_000 - have, 0)
