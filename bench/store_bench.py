@@ -11,7 +11,8 @@ schema, dropped at the end):
 2. status latency (through the app, and store.get alone) with 1,000 stored
    actions and with --bulk stored actions (inserted directly: executemany on
    SQLite, COPY on PostgreSQL), and the ratio of the two;
-3. bytes per stored action in the memory store (tracemalloc over 20,000).
+3. bytes per stored action in the memory store (tracemalloc over 20,000 runs),
+   and on disk for the SQL stores (at --bulk actions).
 """
 
 from __future__ import annotations
@@ -113,6 +114,22 @@ def settle(store: Any) -> None:
             connection.execute("VACUUM ANALYZE actions")
             connection.execute("VACUUM ANALYZE action_principals")
             connection.autocommit = False
+    finally:
+        raw.close()
+
+
+def bytes_on_disk(store: Any) -> int | None:
+    """Size of a SQL store's tables and indexes (after settle())."""
+    if isinstance(store, MemoryStore):
+        return None
+    if store.dialect == "sqlite":
+        return os.path.getsize(store.url.database)
+    raw = store._engine.raw_connection()
+    try:
+        row = raw.driver_connection.execute(
+            "SELECT pg_total_relation_size('actions') + pg_total_relation_size('action_principals')"
+        ).fetchone()
+        return int(row[0])
     finally:
         raw.close()
 
@@ -268,6 +285,7 @@ def main() -> int:
 
         small: dict[str, tuple[float, float]] = {}
         big: dict[str, tuple[float, float]] = {}
+        disk: dict[str, float] = {}
         for name in urls:
             app, client = apps.pop(name)
             store = app.extensions["store"]
@@ -283,6 +301,9 @@ def main() -> int:
             load = time.perf_counter() - started
             assert len(store) == args.bulk
             big[name] = latency(client, store, ids, args.calls)
+            size = bytes_on_disk(store)
+            if size is not None:
+                disk[name] = size / args.bulk
             print(f"{name}: loaded {args.bulk - 1_000:,} actions in {load:.0f} s", file=sys.stderr)
             store.close()
             del app, client, store, template, ids
@@ -299,6 +320,8 @@ def main() -> int:
             f" (x{app_big / app_small:.2f})   store.get {get_small:6.1f} -> {get_big:6.1f} us"
             f" (x{get_big / get_small:.2f})"
         )
+    for name, size in disk.items():
+        print(f"{name}: {size:.0f} bytes per stored action on disk (tables + indexes)")
     per_action = bytes_per_memory_action(args.memory_actions)
     print(
         f"memory store: {per_action:.0f} bytes per stored action"

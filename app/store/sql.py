@@ -17,11 +17,12 @@ PostgreSQL alike, and cannot be shifted by a session time zone. Records come
 back with timezone-aware UTC datetimes.
 
 Enumeration by principal uses a side table ``action_principals`` (principal,
-role, start_time_us, action_id): one B-tree row per (action, role, principal),
-the creator included. Unlike arrays with a GIN index it works the same on
-SQLite and PostgreSQL, and its primary key is already ordered the way
-enumerate pages (start_time, action_id), so a page is an index range scan per
-principal instead of a scan of all actions.
+start_time_us, action_id, roles): one B-tree row per principal of an action,
+``roles`` a bit mask of creator_id / monitor_by / manage_by (usually the
+creator holds all three: one row, not three). Unlike arrays with a GIN index it
+works the same on SQLite and PostgreSQL, and its primary key is already
+ordered the way enumerate pages (start_time, action_id), so a page is an index
+range scan per principal instead of a scan of all actions.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ MIGRATIONS: dict[int, Any] = {}
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-_ROLE_CODES = {"creator_id": 0, "monitor_by": 1, "manage_by": 2}
+_ROLE_BITS = {"creator_id": 1, "monitor_by": 2, "manage_by": 4}
 _PG_LOCK_KEY = 0x7768_6174  # pg_advisory_xact_lock key serialising schema setup
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 
@@ -82,7 +83,6 @@ action_principals = sa.Table(
     "action_principals",
     metadata,
     sa.Column("principal", sa.Text, primary_key=True),
-    sa.Column("role", sa.SmallInteger, primary_key=True),
     sa.Column("start_time_us", sa.BigInteger, primary_key=True),
     sa.Column(
         "action_id",
@@ -90,6 +90,7 @@ action_principals = sa.Table(
         sa.ForeignKey("actions.action_id", ondelete="CASCADE"),
         primary_key=True,
     ),
+    sa.Column("roles", sa.SmallInteger, nullable=False),  # bits of _ROLE_BITS
     # For the cascade when an action is released or swept.
     sa.Index("action_principals_action", "action_id"),
 )
@@ -325,12 +326,12 @@ class SQLStore:
     ) -> list[ActionRecord]:
         now_us = to_us(now)
         status_clause = _status_clause(statuses, now_us)
-        role_codes = [_ROLE_CODES[role] for role in roles if role in _ROLE_CODES]
-        if not principals or not role_codes or status_clause is None or limit <= 0:
+        mask = sum(_ROLE_BITS[role] for role in roles if role in _ROLE_BITS)
+        if not principals or not mask or status_clause is None or limit <= 0:
             return []
         p = action_principals
         mine = sa.select(p.c.action_id).where(
-            p.c.principal.in_(sorted(principals)), p.c.role.in_(role_codes)
+            p.c.principal.in_(sorted(principals)), p.c.roles.bitwise_and(mask) != 0
         )
         if after is not None:
             after_us, after_id = to_us(after[0]), after[1]
@@ -404,14 +405,14 @@ def _row(record: ActionRecord) -> dict[str, Any]:
 
 
 def _principal_rows(record: ActionRecord) -> list[dict[str, Any]]:
-    start = to_us(record.start_time)
-    pairs = {(record.creator_id, _ROLE_CODES["creator_id"])}
-    pairs.update((p, _ROLE_CODES["monitor_by"]) for p in record.monitor_by)
-    pairs.update((p, _ROLE_CODES["manage_by"]) for p in record.manage_by)
-    action_id = record.action_id
+    masks: dict[str, int] = {record.creator_id: _ROLE_BITS["creator_id"]}
+    for role in ("monitor_by", "manage_by"):
+        for principal in getattr(record, role):
+            masks[principal] = masks.get(principal, 0) | _ROLE_BITS[role]
+    start, action_id = to_us(record.start_time), record.action_id
     return [
-        {"principal": principal, "role": role, "start_time_us": start, "action_id": action_id}
-        for principal, role in sorted(pairs)
+        {"principal": principal, "start_time_us": start, "action_id": action_id, "roles": mask}
+        for principal, mask in sorted(masks.items())
     ]
 
 
