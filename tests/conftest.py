@@ -16,6 +16,7 @@ from globus_action_provider_tools.authentication import AuthState
 
 from app import create_app
 from tests.globus_fakes import SCOPE, FakeGlobus, User
+from tests.store_fixtures import postgres_server, postgres_url, sqlite_url  # noqa: F401
 
 
 class FakeClock:

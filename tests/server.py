@@ -42,6 +42,19 @@ def gunicorn(
     extra_args: tuple[str, ...] = (),
 ) -> Iterator[str]:
     """Yield the base URL of a gunicorn serving ``app``; stop it afterwards."""
+    with gunicorn_process(env, workers, app, extra_args) as (url, _process):
+        yield url
+
+
+@contextmanager
+def gunicorn_process(
+    env: dict[str, str] | None = None,
+    workers: int = 1,
+    app: str = "app:create_app()",
+    extra_args: tuple[str, ...] = (),
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Like gunicorn(), also yielding the master process (its own process
+    group, so ``os.killpg(process.pid, SIGKILL)`` kills master and workers)."""
     port = free_port()
     command = [
         sys.executable, "-m", "gunicorn", app,
@@ -63,9 +76,10 @@ def gunicorn(
         url = f"http://127.0.0.1:{port}"
         try:
             wait_until_up(url, process, output)
-            yield url
+            yield url, process
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:

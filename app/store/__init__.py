@@ -5,7 +5,9 @@ from __future__ import annotations
 from app.store.base import ActionRecord, ActionStore
 from app.store.memory import MemoryStore
 
-__all__ = ["ActionRecord", "ActionStore", "MemoryStore", "open_store"]
+__all__ = ["ActionRecord", "ActionStore", "MemoryStore", "UnknownStoreURL", "open_store"]
+
+SUPPORTED = "memory://, sqlite:///path/to/actions.db or postgresql://user@host/dbname"
 
 
 class UnknownStoreURL(ValueError):
@@ -14,6 +16,18 @@ class UnknownStoreURL(ValueError):
 
 def open_store(url: str) -> ActionStore:
     """Open the store that ``url`` names."""
-    if url in ("memory://", "memory"):
+    scheme = url.split(":", 1)[0].lower() if ":" in url else url.lower()
+    if scheme == "memory":
+        if url not in ("memory://", "memory"):
+            raise UnknownStoreURL(f"STORE_URL memory:// takes no path or options; use {SUPPORTED}")
         return MemoryStore()
-    raise UnknownStoreURL(f"unsupported STORE_URL {url.split(':', 1)[0]!r}: use memory://")
+    if scheme in ("sqlite", "postgresql", "postgres", "postgresql+psycopg"):
+        from sqlalchemy.exc import ArgumentError
+
+        from app.store.sql import SQLStore  # SQLAlchemy only when a SQL store is asked for
+
+        try:
+            return SQLStore(url)
+        except (ValueError, ArgumentError) as error:
+            raise UnknownStoreURL(f"bad STORE_URL: {error}") from None
+    raise UnknownStoreURL(f"unsupported STORE_URL scheme {scheme!r}: use {SUPPORTED}")
