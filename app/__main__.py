@@ -16,6 +16,7 @@ from gunicorn.app.base import BaseApplication
 
 from app import create_app
 from app.auth import MissingCredentials
+from app.store import StoreError
 
 
 class _Server(BaseApplication):
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides["STORE_URL"] = args.store
     try:
         application = create_app(overrides)
-    except (MissingCredentials, ValueError) as error:
+    except (MissingCredentials, StoreError, ValueError) as error:
         print(f"whattimeisitrightnow: {error}", file=sys.stderr)
         return 2
     if application.config["AUTH_MODE"] == "dev":

@@ -21,6 +21,8 @@ from werkzeug.exceptions import (
     ServiceUnavailable,
 )
 
+from app import store
+
 log = logging.getLogger(__name__)
 
 # The library's class for each status it has one for; others get a class below.
@@ -58,6 +60,10 @@ class AuthUnavailable(ActionProviderToolsException, ServiceUnavailable):
         return [*super().get_headers(*args), ("Retry-After", str(self.retry_after_seconds))]
 
 
+class StoreUnavailable(AuthUnavailable):
+    """The action store did not answer (database down, locked, unreachable)."""
+
+
 class BearerUnauthorized(UnauthorizedRequest):
     """401 with the challenge header RFC 6750 asks for."""
 
@@ -87,6 +93,12 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
         return as_json_error(error).get_response()
+
+    @app.errorhandler(store.StoreUnavailable)
+    def store_unavailable(error: store.StoreUnavailable) -> Response:
+        log.error("action store unavailable: %s", error)
+        message = "The action store is unavailable; try again shortly."
+        return StoreUnavailable(message).get_response()
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception) -> Response:

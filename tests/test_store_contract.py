@@ -486,3 +486,31 @@ def test_a_newer_schema_is_refused(sql_url: str) -> None:
 def test_unknown_or_unusable_store_urls_are_refused_clearly(url: str) -> None:
     with pytest.raises(UnknownStoreURL, match=r"STORE_URL"):
         open_store(url)
+
+
+# --- a database that does not answer ------------------------------------------------
+def test_unreachable_postgresql_is_store_unavailable_not_a_driver_error() -> None:
+    from app.store import StoreUnavailable
+    from tests.server import closed_port
+
+    with closed_port() as port, pytest.raises(StoreUnavailable):
+        open_store(f"postgresql://nobody@127.0.0.1:{port}/none?connect_timeout=2")
+
+
+def test_store_outage_is_503_json(make_app, alice, tmp_path) -> None:
+    """A database that stops answering mid-service: 503 + Retry-After, not 500."""
+    import shutil
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    app = make_app(STORE_URL=f"sqlite:///{folder / 'actions.db'}")
+    client = app.test_client()
+    body = {"request_id": "r", "body": {"utc_offset": 1}}
+    assert client.post("/run", headers=alice.headers, json=body).status_code == 202
+    app.extensions["store"].close()  # drop pooled connections...
+    shutil.rmtree(folder)  # ...and the database file can no longer be opened
+    response = client.post("/run", headers=alice.headers, json={**body, "request_id": "r2"})
+    assert response.status_code == 503, response.json
+    assert response.json["code"] == "StoreUnavailable"
+    assert response.headers["Retry-After"]
+    assert client.get("/healthz").status_code == 503

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from app.store.base import ActionRecord, ActionStore
+from app.store.base import ActionRecord, ActionStore, StoreError, StoreUnavailable
 from app.store.memory import MemoryStore
 
-__all__ = ["ActionRecord", "ActionStore", "MemoryStore", "UnknownStoreURL", "open_store"]
+__all__ = [
+    "ActionRecord",
+    "ActionStore",
+    "MemoryStore",
+    "StoreError",
+    "StoreUnavailable",
+    "UnknownStoreURL",
+    "open_store",
+]
 
 SUPPORTED = "memory://, sqlite:///path/to/actions.db or postgresql://user@host/dbname"
 

@@ -50,6 +50,18 @@ class ActionRecord:
         return self.completion_time + self.release_after
 
 
+class StoreError(RuntimeError):
+    """A store could not do its work (see the subclasses)."""
+
+
+class StoreUnavailable(StoreError):
+    """The backing database could not be reached or did not answer in time.
+
+    Raised by the SQL stores instead of driver errors, so that the service can
+    answer 503 (retry later) rather than 500.
+    """
+
+
 ROLES = ("creator_id", "monitor_by", "manage_by")
 STATUSES = ("ACTIVE", "INACTIVE", "SUCCEEDED", "FAILED")
 

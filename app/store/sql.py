@@ -38,7 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from app.store.base import ActionRecord
+from app.store.base import ActionRecord, StoreError, StoreUnavailable
 
 SCHEMA_VERSION = 1
 # Upgrades from version N to N + 1, run in order inside the schema lock.
@@ -96,8 +96,12 @@ action_principals = sa.Table(
 )
 
 
-class SchemaTooNew(RuntimeError):
-    pass
+class SchemaTooNew(StoreError):
+    """The database was written by newer code than this."""
+
+
+# Driver errors that mean "the database is not answering", not "a bug".
+_UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError)
 
 
 def to_us(value: datetime) -> int:
@@ -197,7 +201,7 @@ class SQLStore:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn:
+        with _unavailable_as_store_error(), self._engine.connect() as conn:
             conn.execution_options(begin="BEGIN IMMEDIATE")
             with conn.begin():
                 yield conn
@@ -210,7 +214,7 @@ class SQLStore:
         round trips; SQLite still takes the write lock up front.
         """
         if self.dialect == "postgresql":
-            with self._autocommit.connect() as conn:
+            with _unavailable_as_store_error(), self._autocommit.connect() as conn:
                 yield conn
         else:
             with self._write() as conn:
@@ -220,7 +224,7 @@ class SQLStore:
     def _read(self) -> Iterator[Connection]:
         # One SELECT needs no transaction; on PostgreSQL skip its round trips.
         engine = self._autocommit if self.dialect == "postgresql" else self._engine
-        with engine.connect() as conn:
+        with _unavailable_as_store_error(), engine.connect() as conn:
             yield conn
 
     # --- the ActionStore protocol --------------------------------------------
@@ -354,7 +358,7 @@ class SQLStore:
         try:
             with self._read() as conn:
                 return conn.execute(sa.text("SELECT 1")).scalar() == 1
-        except sa.exc.SQLAlchemyError:
+        except (StoreError, sa.exc.SQLAlchemyError):
             return False
 
     def close(self) -> None:
@@ -363,6 +367,20 @@ class SQLStore:
     def __len__(self) -> int:
         with self._read() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(actions)).scalar_one())
+
+
+@contextmanager
+def _unavailable_as_store_error() -> Iterator[None]:
+    try:
+        yield
+    except _UNAVAILABLE as error:
+        # The driver's first line ("connection refused", "database is locked")
+        # names the failure; it never carries the URL's password.
+        cause = error.orig or error
+        first_line = (str(cause).strip().splitlines() or [""])[0][:200]
+        raise StoreUnavailable(
+            f"cannot use the action store: {type(cause).__name__}: {first_line}"
+        ) from error
 
 
 def _dispose_in_child(ref: weakref.ref[SQLStore]) -> None:
