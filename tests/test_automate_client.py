@@ -113,6 +113,7 @@ def test_automate_python_action_client(automate_venv, url):
         time.sleep(1.2)
         final = alice.status(action_id)
         out["final"] = final.data
+        out["log"] = [entry["code"] for entry in alice.log(action_id)["entries"]]
         out["release"] = alice.release(action_id).http_status
         print(json.dumps(out))
     """)
@@ -123,3 +124,4 @@ def test_automate_python_action_client(automate_venv, url):
     assert out["run"] == 202 and out["bob"] == 404 and out["release"] == 200
     assert out["final"]["status"] == "SUCCEEDED"
     assert out["final"]["details"]["whattimeisit"].endswith("+05:30")
+    assert out["log"] == ["STARTED", "SUCCEEDED"]
