@@ -7,6 +7,7 @@ of its stored record and the time, so reading a status never writes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -77,7 +78,9 @@ def parse_duration(text: str) -> timedelta:
     return value
 
 
+@functools.lru_cache(maxsize=256)
 def format_duration(value: timedelta) -> str:
+    """ISO 8601 text of a duration (cached: a few values recur in every status)."""
     return isodate.duration_isoformat(value)
 
 

@@ -139,7 +139,7 @@ def gunicorn(app: str, workers: int, env: dict[str, str] | None = None) -> Itera
             try:
                 requests.get(url + "/", timeout=1)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{app} did not start") from None
                 time.sleep(0.2)
@@ -381,18 +381,20 @@ def main(argv: list[str] | None = None) -> int:
                      f"-t{CONNECTIONS})", "rounds": args.rounds, "gunicorn": "sync workers, "
                      "bench/gunicorn.conf.py", "paths": args.paths},
     }
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         if "load" in parts:
             stores = available_stores(args.store, args.pg_url, Path(tmp))
             results["load"] = bench_load(args, wrk_bin, stores)
+            out.write_text(json.dumps(results, indent=2))  # partial results survive
         if "flatness" in parts:
             results["flatness"] = bench_flatness(args, wrk_bin)
+            out.write_text(json.dumps(results, indent=2))
         if "memory" in parts:
             results["memory"] = bench_memory()
-    print_table(results)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=2))
+    print_table(results)
     print(f"\nwritten to {out.relative_to(ROOT)}")
     return 0
 
