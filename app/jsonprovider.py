@@ -2,13 +2,13 @@
 
 Same documents as the library's provider (sorted keys, compact separators, a
 trailing newline, the library's ``convert_to_json`` for sets, models,
-datetimes and durations), about five times faster. Whatever orjson would
-write differently goes through the library's provider unchanged: non-ASCII
-text (the stdlib escapes it), integers beyond 64 bits, and any type it cannot
-serialise. The one visible difference: a float may be spelt differently
-(1e16 vs 1e+16; the same number), and a non-finite float, which the stdlib
-would write as invalid JSON (NaN), becomes null; status documents hold no
-floats. Request bodies are not parsed here (see app.validation.parse_json).
+datetimes and durations), several times faster. Whatever orjson would write
+differently goes through the library's provider unchanged: non-ASCII text
+(the stdlib escapes it), integers beyond 64 bits, keys that are not strings,
+and any type it cannot serialise. One difference remains: a float may be
+spelt differently (1e16 vs 1e+16, the same number), and a non-finite float,
+which the stdlib writes as invalid JSON (NaN), becomes null; status documents
+hold no floats. Request bodies are not parsed here (app.validation.parse_json).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from globus_action_provider_tools.flask.helpers import JsonProvider
 # library's convert_to_json), exactly as with the stdlib encoder.
 _OPTIONS = (
     orjson.OPT_SORT_KEYS
-    | orjson.OPT_NON_STR_KEYS
     | orjson.OPT_PASSTHROUGH_DATETIME
     | orjson.OPT_PASSTHROUGH_DATACLASS
     | orjson.OPT_PASSTHROUGH_SUBCLASS
