@@ -1,17 +1,16 @@
 """The speed-ups keep their promises: orjson responses are the library
-provider's documents, and the memory store's sharing of principals changes no
+provider's documents, and sharing principals between records changes no
 record."""
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from globus_action_provider_tools.flask.helpers import JsonProvider
 
+from app.actions import Interner
 from app.jsonprovider import FastJSONProvider
-from app.store import ActionRecord, MemoryStore
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
@@ -48,33 +47,27 @@ def test_a_status_response_is_byte_identical(client, alice, app):
     assert response.get_data() == expected
 
 
-def record(action_id: str, creator: str, principals: tuple[str, ...]) -> ActionRecord:
-    return ActionRecord(
-        action_id=action_id,
-        creator_id=creator,
-        request_id=f"req-{action_id}",
-        fingerprint=b"f" * 16,
-        start_time=NOW,
-        estimated_completion_time=NOW + timedelta(hours=1),
-        release_after=timedelta(days=30),
-        result="r",
-        monitor_by=principals,
-        manage_by=principals,
-    )
+def test_a_callers_actions_share_their_principals(app, client, alice):
+    ids = [
+        client.post("/run", json={"request_id": f"r{i}", "body": {"utc_offset": 1}},
+                    headers=alice.headers).json["action_id"]
+        for i in range(2)
+    ]
+    store = app.extensions["store"]
+    first, second = (store.get(i) for i in ids)
+    assert first.creator_id == second.creator_id == alice.urn
+    assert second.creator_id is first.creator_id
+    assert second.monitor_by is first.monitor_by is first.manage_by
+    assert first.creator_id in first.monitor_by
+    assert [s["creator_id"] for s in (client.get(f"/{i}/status", headers=alice.headers).json
+                                      for i in ids)] == [alice.urn] * 2
 
 
-def test_the_memory_store_shares_principals_and_changes_no_record():
-    store = MemoryStore()
-    # Equal but distinct objects, as each request builds them.
-    first = record("a1", "".join(["urn:x:", "alice"]), ("".join(["urn:x:", "alice"]),))
-    second = record("a2", "".join(["urn:x:", "alice"]), ("".join(["urn:x:", "alice"]),))
-    assert first.creator_id is not second.creator_id
-    stored_first, created = store.create(first, NOW)
-    assert created and stored_first == first
-    stored_second, _ = store.create(second, NOW)
-    assert stored_second == second
-    assert stored_second.creator_id is stored_first.creator_id
-    assert stored_second.monitor_by is stored_first.monitor_by
-    assert stored_second.monitor_by[0] is stored_first.creator_id
-    assert store.get("a2") == second
-    assert dataclasses.asdict(store.get("a1")) == dataclasses.asdict(first)
+def test_the_interner_keeps_values_and_forgets_past_its_limit():
+    intern = Interner(limit=2)
+    a1, a2 = "".join(["urn:", "a"]), "".join(["urn:", "a"])
+    assert a1 is not a2
+    assert intern(a1) is a1 and intern(a2) is a1
+    assert intern.principals((a2,)) == (a1,) and intern.principals((a2,))[0] is a1
+    intern("b")  # past the limit: starts afresh
+    assert intern(a2) is a2

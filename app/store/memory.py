@@ -1,9 +1,4 @@
-"""The default store: two dicts in this process, guarded by one lock.
-
-Records share their principals: equal creator ids and monitor_by/manage_by
-tuples are stored once (a caller's thousand actions name the same identities),
-which keeps a stored action under 1 kB (bench/memory.py).
-"""
+"""The default store: two dicts in this process, guarded by one lock."""
 
 from __future__ import annotations
 
@@ -11,34 +6,8 @@ import dataclasses
 import heapq
 import threading
 from datetime import datetime
-from typing import TypeVar
 
 from app.store.base import ActionRecord, effective_status, holds_role
-
-T = TypeVar("T", str, tuple[str, ...])
-
-
-class Interner:
-    """Equal values as one object. Bounded: forgets everything past ``limit``
-    entries (records keep the objects they got; only sharing is lost)."""
-
-    def __init__(self, limit: int = 65_536) -> None:
-        self._seen: dict[object, object] = {}
-        self._limit = limit
-
-    def __call__(self, value: T) -> T:
-        found = self._seen.get(value)
-        if found is None:
-            if len(self._seen) >= self._limit:
-                self._seen.clear()
-            self._seen[value] = found = value
-        return found  # type: ignore[return-value]
-
-    def principals(self, values: tuple[str, ...]) -> tuple[str, ...]:
-        found = self._seen.get(values)
-        if found is None:
-            return self(tuple(self(v) for v in values))
-        return found  # type: ignore[return-value]
 
 
 class MemoryStore:
@@ -49,16 +18,8 @@ class MemoryStore:
         # (release_at, action_id); entries go stale when an action is cancelled
         # or released, and are checked against the record when they come due.
         self._release_queue: list[tuple[datetime, str]] = []
-        self._intern = Interner()
 
     def create(self, record: ActionRecord, now: datetime) -> tuple[ActionRecord, bool]:
-        intern = self._intern
-        record = dataclasses.replace(
-            record,
-            creator_id=intern(record.creator_id),
-            monitor_by=intern.principals(record.monitor_by),
-            manage_by=intern.principals(record.manage_by),
-        )
         key = (record.creator_id, record.request_id)
         with self._lock:
             existing_id = self._requests.get(key)
