@@ -15,6 +15,7 @@ over the rounds and writes everything to bench/results/<time>.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -117,8 +118,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(app: str, workers: int, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Serve ``app`` with the shared settings; yield its base URL."""
+def gunicorn(
+    app: str, workers: int, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> Iterator[str]:
+    """Serve ``app`` (imported from ``cwd``) with the shared settings; yield its URL."""
     port = free_port()
     command = [
         sys.executable, "-m", "gunicorn", "-c", str(CONF),
@@ -126,7 +129,7 @@ def gunicorn(app: str, workers: int, env: dict[str, str] | None = None) -> Itera
     ]
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     process = subprocess.Popen(
-        command, cwd=ROOT, env={**os.environ, **(env or {})},
+        command, cwd=cwd, env={**os.environ, **(env or {})},
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -171,7 +174,7 @@ def wrk(
         lua.write((LUA / "common.lua").read_text() + "\n" + (LUA / script).read_text())
     try:
         done = subprocess.run(
-            [wrk_bin, f"-t{threads}", f"-c{CONNECTIONS}", f"-d{seconds}s",
+            [wrk_bin, f"-t{threads}", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s",
              "--timeout", "5s", "-s", lua.name, url],
             env={**os.environ, "BENCH_TOKEN": TOKEN, **env},
             capture_output=True, text=True, timeout=seconds + 30, check=True,
@@ -262,20 +265,28 @@ def bench_load(args: argparse.Namespace, wrk_bin: str, stores: list[Store]) -> d
                 key = f"{store.name}/w{workers}"
                 print(f"\n== {key}" + (f" (skipped, state not shared: {skipped})"
                                        if skipped else ""), flush=True)
-                series = {"bare": Series(), **{s: Series() for s in scenarios}}
-                with gunicorn("app:create_app()", workers, service_env(store)) as svc:
-                    action_id = start_action(svc, paths)
-                    for name in scenarios:  # warm-up
-                        scenario_call(name, wrk_bin, svc, 1, paths, action_id)
+                with contextlib.ExitStack() as servers:
+                    env = service_env(store)
+                    ours = gunicorn("app:create_app()", workers, env)
+                    targets = {"": servers.enter_context(ours)}
+                    if args.baseline_dir:
+                        targets["@baseline"] = servers.enter_context(
+                            gunicorn("app:create_app()", workers, env, cwd=args.baseline_dir))
+                    runs = [(n + t, n, url) for n in scenarios for t, url in targets.items()]
+                    ids = {t: start_action(url, paths) for t, url in targets.items()}
+                    series = {"bare": Series(), **{label: Series() for label, _, _ in runs}}
+                    for label, name, url in runs:  # warm-up
+                        scenario_call(name, wrk_bin, url, 1, paths, ids[label[len(name):]])
                     for round_no in range(args.rounds):
                         base = wrk(wrk_bin, bare, "get.lua", args.duration, {})
                         series["bare"].rounds.append(base)
-                        for name in scenarios:
-                            m = scenario_call(name, wrk_bin, svc, args.duration, paths, action_id)
-                            series[name].rounds.append(m)
-                            series[name].ratios.append(m.rps / base.rps)
+                        for label, name, url in runs:
+                            m = scenario_call(name, wrk_bin, url, args.duration, paths,
+                                              ids[label[len(name):]])
+                            series[label].rounds.append(m)
+                            series[label].ratios.append(m.rps / base.rps)
                         print(f"  round {round_no + 1}: bare {base.rps:.0f}/s, " + ", ".join(
-                            f"{n} {series[n].rounds[-1].rps:.0f}/s" for n in scenarios),
+                            f"{k} {series[k].rounds[-1].rps:.0f}/s" for k, _, _ in runs),
                             flush=True)
                 results[key] = {n: s.summary() for n, s in series.items()}
                 results[key]["skipped"] = skipped
@@ -319,6 +330,15 @@ def bench_memory() -> dict[str, Any]:
     return out
 
 
+def extract_baseline(ref: str, into: Path) -> Path:
+    """app/, config.py and schema.json of commit ``ref``, to serve beside ours."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", ref, "app", "config.py", "schema.json"],
+                             cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
 # --- output ---------------------------------------------------------------------------
 def print_table(results: dict[str, Any]) -> None:
     print("\n| store/workers | scenario | req/s | p50 ms | p99 ms | ratio to bare | non-2xx |")
@@ -355,11 +375,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, action="append", choices=(1, 2))
     parser.add_argument("--store", action="append", choices=("memory", "sqlite", "postgresql"))
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3; at least 3)")
-    parser.add_argument("--duration", type=float, default=5, help="seconds per wrk run")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--paths", choices=tuple(PATHS), default="classic",
                         help="URL style: classic /run, /<id>/status; or actions /actions/...")
     parser.add_argument("--pg-url", default=os.environ.get(
         "BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--baseline", metavar="GIT_REF",
+                        help="also serve the app/ of this commit (e.g. main) beside the "
+                        "working tree's, interleaved: scenario@baseline rows")
     parser.add_argument("--only", choices=("load", "flatness", "memory"), action="append",
                         help="run only these parts (repeatable)")
     args = parser.parse_args(argv)
@@ -374,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     args.store = args.store or ["memory", "sqlite", "postgresql"]
     parts = args.only or ["load", "flatness", "memory"]
 
+    args.baseline_dir = None
     wrk_bin = ensure_wrk()
     results: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -384,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        if args.baseline:
+            args.baseline_dir = extract_baseline(args.baseline, Path(tmp) / "baseline")
+            results["settings"]["baseline"] = args.baseline
         if "load" in parts:
             stores = available_stores(args.store, args.pg_url, Path(tmp))
             results["load"] = bench_load(args, wrk_bin, stores)
