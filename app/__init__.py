@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from globus_action_provider_tools.flask.helpers import assign_json_provider
 
 from app.actions import ActionService, Clock, Settings, utc_now
 from app.auth import make_state_builder, provider_scope
 from app.description import Description
 from app.errors import register_error_handlers
 from app.hooks import register_hooks
+from app.jsonprovider import FastJSONProvider
 from app.logs import configure_logging
 from app.observability import Metrics
 from app.observability import init_app as init_observability
@@ -38,7 +38,7 @@ def create_app(
     app.config.from_prefixed_env()
     app.config.update(overrides or {})
     app.config["DEBUG"] = False  # never the debugger, whatever the environment says
-    assign_json_provider(app)
+    app.json = FastJSONProvider(app)  # the library's provider, with orjson
     configure_logging(app.config)
     metrics = Metrics()
 

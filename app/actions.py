@@ -7,6 +7,7 @@ of its stored record and the time, so reading a status never writes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -15,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import isodate
 from globus_action_provider_tools.authentication import AuthState
@@ -80,7 +81,9 @@ def parse_duration(text: str) -> timedelta:
     return value
 
 
+@functools.lru_cache(maxsize=256)
 def format_duration(value: timedelta) -> str:
+    """ISO 8601 text of a duration (cached: a few values recur in every status)."""
     return isodate.duration_isoformat(value)
 
 
@@ -155,6 +158,34 @@ def public_status(record: ActionRecord, now: datetime) -> dict[str, Any]:
     return document
 
 
+T = TypeVar("T", str, tuple[str, ...])
+
+
+class Interner:
+    """Equal values as one object, so that a caller's many stored actions
+    share its identity strings and principal tuples (this keeps an action in
+    the memory store under 1 kB; bench/memory.py). Bounded: past ``limit``
+    entries it forgets everything (records keep what they got)."""
+
+    def __init__(self, limit: int = 65_536) -> None:
+        self._seen: dict[object, object] = {}
+        self._limit = limit
+
+    def __call__(self, value: T) -> T:
+        found = self._seen.get(value)
+        if found is None:
+            if len(self._seen) >= self._limit:
+                self._seen.clear()
+            self._seen[value] = found = value
+        return found  # type: ignore[return-value]
+
+    def principals(self, values: tuple[str, ...]) -> tuple[str, ...]:
+        found = self._seen.get(values)
+        if found is None:
+            return self(tuple(self(v) for v in values))
+        return found  # type: ignore[return-value]
+
+
 def is_complete(record: ActionRecord, now: datetime) -> bool:
     return effective_status(record, now) != "ACTIVE"
 
@@ -177,6 +208,7 @@ class ActionService:
         self.settings = settings
         self.clock = clock
         self.rng = rng or random.SystemRandom()
+        self._intern = Interner()
 
     # --- run -----------------------------------------------------------------
     def run(self, request: ActionRequest, caller: AuthState) -> tuple[dict[str, Any], bool]:
@@ -209,18 +241,19 @@ class ActionService:
         if request.deadline is not None:
             estimated = min(estimated, self._check_deadline(request.deadline, now))
         succeeds = self.rng.random() >= settings.failure_rate
-        identities = tuple(sorted(caller.identities))
+        intern = self._intern
+        identities = intern.principals(tuple(sorted(caller.identities)))
         return ActionRecord(
             action_id=str(uuid.uuid4()),
-            creator_id=caller.effective_identity,
+            creator_id=intern(caller.effective_identity),
             request_id=request.request_id,
             fingerprint=fingerprint(request),
             start_time=now,
             estimated_completion_time=estimated,
             release_after=release_after,
             result=now.astimezone(tz).isoformat() if succeeds else None,
-            monitor_by=tuple(sorted(request.monitor_by)) or identities,
-            manage_by=tuple(sorted(request.manage_by)) or identities,
+            monitor_by=intern.principals(tuple(sorted(request.monitor_by))) or identities,
+            manage_by=intern.principals(tuple(sorted(request.manage_by))) or identities,
             label=request.label,
         )
 

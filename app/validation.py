@@ -1,6 +1,14 @@
 """Validation of run requests: strict JSON, the official ActionRequest schema
 (from the bundled copy of the Actions API spec), then ``schema.json`` for the
 body. Every rejection is a 400 naming the field, without echoing its value.
+
+jsonschema decides and words every rejection. A compiled fastjsonschema
+validator of the same schema answers first: when it accepts, jsonschema is not
+asked; when it rejects (or cannot tell), jsonschema runs as before. That is
+only sound while the compiled validator never accepts what jsonschema rejects,
+so it is built only for schemas whose every keyword it implements the same way
+(see ``_compile_fast``), and tests/test_validation_parity.py checks the pair on
+tricky and generated inputs.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 import jsonschema
 import pydantic
 import yaml
@@ -72,20 +81,47 @@ def action_request_schema(max_request_id_length: int) -> dict[str, Any]:
     return schema
 
 
-class RunRequestValidator:
-    """Compiled once per app; validates the JSON of one POST /run."""
+class SchemaChecker:
+    """One schema: jsonschema (the authority), fronted by a compiled validator."""
 
-    def __init__(self, max_request_id_length: int) -> None:
+    def __init__(
+        self,
+        schema: dict[str, Any],
+        format_checker: jsonschema.FormatChecker | None = None,
+        *,
+        compiled: bool = True,
+    ) -> None:
+        self.validator = jsonschema.Draft7Validator(schema, format_checker=format_checker)
+        self._fast = _compile_fast(schema, format_checker) if compiled else None
+
+    def raise_errors(self, instance: Any, root: str) -> None:
+        if self._fast is not None:
+            try:
+                self._fast(instance)
+                return
+            except Exception:  # noqa: S110 - rejected or unsure: jsonschema decides below
+                pass
+        _raise_errors(self.validator, instance, root)
+
+
+class RunRequestValidator:
+    """Compiled once per app; validates the JSON of one POST /run.
+
+    ``compiled=False`` leaves out the fastjsonschema front (the parity tests
+    compare the two).
+    """
+
+    def __init__(self, max_request_id_length: int, *, compiled: bool = True) -> None:
         request_schema = action_request_schema(max_request_id_length)
-        self._request = jsonschema.Draft7Validator(
-            request_schema, format_checker=jsonschema.FormatChecker()
+        self._request = SchemaChecker(
+            request_schema, jsonschema.FormatChecker(), compiled=compiled
         )
         self.input_schema = load_input_schema()
-        self._body = jsonschema.Draft7Validator(self.input_schema)
+        self._body = SchemaChecker(self.input_schema, compiled=compiled)
 
     def validate(self, document: Any) -> ActionRequest:
-        _raise_errors(self._request, document, "$")
-        _raise_errors(self._body, document["body"], "$.body")
+        self._request.raise_errors(document, "$")
+        self._body.raise_errors(document["body"], "$.body")
         try:
             return ActionRequest(**document)
         except OverflowError:  # pydantic's duration parser overflows on huge numbers
@@ -97,6 +133,76 @@ class RunRequestValidator:
                 for e in error.errors()[:MAX_ERRORS]
             ]
             raise BadActionRequest("; ".join(messages)) from None
+
+
+# Keywords fastjsonschema implements as jsonschema (Draft 7) does, for JSON
+# input. Anything else in a schema (formats jsonschema checks, $id, if/then,
+# dependencies, ...) and no compiled validator is built for it.
+_FAST_KEYWORDS = frozenset({
+    "$schema", "$ref", "type", "properties", "required", "additionalProperties",
+    "items", "minLength", "maxLength", "pattern", "minimum", "maximum",
+    "uniqueItems", "oneOf", "anyOf", "not", "enum", "const",
+    # annotations, no effect on validation
+    "title", "description", "examples", "example", "default",
+})
+
+
+def _compile_fast(
+    schema: dict[str, Any], format_checker: jsonschema.FormatChecker | None
+) -> Any | None:
+    """A fastjsonschema validator that accepts only what jsonschema accepts, or None.
+
+    ``format`` is left out when jsonschema does not check that format either
+    (here: date-time, as rfc3339-validator is not installed); otherwise no
+    compiled validator is made.
+    """
+    checked = set(format_checker.checkers) if format_checker else set()
+    fast_schema = copy.deepcopy(schema)
+    components = fast_schema.pop("components", None)
+    reachable = _strip_formats(fast_schema, checked, components)
+    if reachable is None:
+        return None
+    if components is not None:
+        fast_schema["components"] = components
+    return fastjsonschema.compile(fast_schema, use_default=False, use_formats=False)
+
+
+def _strip_formats(
+    node: Any, checked: set[str], components: dict[str, Any] | None
+) -> bool | None:
+    """Drop unchecked ``format``s in place, following local refs into
+    ``components``; None if a keyword outside _FAST_KEYWORDS is in use."""
+    if isinstance(node, list):
+        return None if any(_strip_formats(n, checked, components) is None for n in node) else True
+    if not isinstance(node, dict):
+        return True
+    if "format" in node:
+        if node["format"] in checked:
+            return None
+        del node["format"]
+    for key, value in node.items():
+        if key not in _FAST_KEYWORDS:
+            return None
+        if key == "$ref":
+            target = _resolve(value, components)
+            if target is None or _strip_formats(target, checked, components) is None:
+                return None
+        elif key == "properties":
+            if any(_strip_formats(v, checked, components) is None for v in value.values()):
+                return None
+        elif key in ("items", "additionalProperties", "not", "oneOf", "anyOf") and (
+            _strip_formats(value, checked, components) is None
+        ):
+            return None
+    return True
+
+
+def _resolve(ref: str, components: dict[str, Any] | None) -> dict[str, Any] | None:
+    prefix = "#/components/schemas/"
+    if components is None or not ref.startswith(prefix):
+        return None
+    target = components.get("schemas", {}).get(ref[len(prefix):])
+    return target if isinstance(target, dict) else None
 
 
 def _raise_errors(validator: jsonschema.Draft7Validator, instance: Any, root: str) -> None:

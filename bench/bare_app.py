@@ -1,0 +1,15 @@
+"""The ceiling: a bare Flask app with one route returning a small JSON document.
+
+Served by bench.run under the same gunicorn settings as the service.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify
+
+app = Flask(__name__)
+
+
+@app.get("/")
+def hello():  # type: ignore[no-untyped-def]
+    return jsonify({"status": "ok", "service": "bare"})
