@@ -116,7 +116,9 @@ def fingerprint(request: ActionRequest) -> bytes:
         "manage_by": sorted(request.manage_by),
         "allowed_clients": sorted(request.allowed_clients),
         "deadline": request.deadline.isoformat() if request.deadline else None,
-        "release_after": (request.release_after.total_seconds() if request.release_after else None),
+        "release_after": (
+            None if request.release_after is None else request.release_after.total_seconds()
+        ),
     }
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
@@ -228,7 +230,10 @@ class ActionService:
     def _new_record(self, request: ActionRequest, caller: AuthState, now: datetime) -> ActionRecord:
         settings = self.settings
         tz = parse_utc_offset(request.body["utc_offset"])
-        release_after = request.release_after or settings.release_after
+        # "PT0S" is a zero timedelta, which is falsy: test for None, not truth.
+        release_after = request.release_after
+        if release_after is None:
+            release_after = settings.release_after
         if not timedelta(0) <= release_after <= settings.max_release_after:
             raise BadActionRequest(
                 "Field '$.release_after': must be between P0D and "

@@ -90,6 +90,19 @@ def test_fingerprint_ignores_request_id_and_order_of_principals():
     assert fingerprint(request(label="x")) != fingerprint(request())
 
 
+def test_zero_release_after_is_kept_not_replaced_by_the_default(clock):
+    """PT0S (a falsy timedelta) means "release on completion", not P30D."""
+    rules = service(clock)
+    started, _ = rules.run(request(release_after="PT0S"), Caller(ALICE))
+    assert started["release_after"] == "P0D"
+    clock.advance(10 - 0.001)
+    assert rules.status(started["action_id"], Caller(ALICE))["status"] == "ACTIVE"
+    clock.advance(0.001)  # completed, and released at once
+    with pytest.raises(ActionNotFound):
+        rules.status(started["action_id"], Caller(ALICE))
+    assert fingerprint(request(release_after="PT0S")) != fingerprint(request())
+
+
 def test_result_is_computed_at_start_and_revealed_at_the_estimate(clock):
     rules = service(clock)
     started, created = rules.run(request(offset="+01:00"), Caller(ALICE))
