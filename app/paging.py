@@ -48,7 +48,10 @@ def enumeration_query(args: MultiDict[str, str]) -> EnumerationQuery:
     after = None
     if marker is not None:
         if not (
-            isinstance(marker, list) and len(marker) == 2 and all(type(v) is str for v in marker)
+            isinstance(marker, list)
+            and len(marker) == 2
+            and all(type(v) is str for v in marker)
+            and "\x00" not in marker[1]  # no action id has one (nor can PostgreSQL compare it)
         ):
             raise _bad_marker()
         try:

@@ -45,7 +45,7 @@ def _finite_float(text: str) -> float:
 
 def parse_json(data: bytes) -> Any:
     """Parse a request body as strict JSON (no NaN, no Infinity, no overflow,
-    no lone surrogates)."""
+    no lone surrogates, no NUL characters)."""
     try:
         document = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as error:
@@ -54,14 +54,34 @@ def parse_json(data: bytes) -> Any:
     try:
         # "\ud800"-style escapes of lone surrogates parse, but are no Unicode
         # text: no store (PostgreSQL) or log could encode them later.
-        json.dumps(document, ensure_ascii=False).encode()
+        text = json.dumps(document, ensure_ascii=False)
+        text.encode()
     except RecursionError:
         raise BadActionRequest("The request body is not valid JSON (nested too deeply)") from None
     except UnicodeEncodeError:
         raise BadActionRequest(
             "The request body is not valid JSON (a string has an unpaired surrogate)"
         ) from None
+    # "\u0000" is valid JSON, but PostgreSQL cannot store a NUL in text:
+    # refuse it in every store alike. (dumps escapes NUL, so ``text`` has no raw one.)
+    if "\\u0000" in text and _has_nul(document):
+        raise BadActionRequest("The request body has a NUL character (\\u0000) in a string")
     return document
+
+
+def _has_nul(document: Any) -> bool:
+    pending = [document]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return True
+        elif isinstance(node, dict):
+            pending.extend(node.keys())
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return False
 
 
 def load_input_schema() -> dict[str, Any]:

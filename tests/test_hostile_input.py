@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from app import create_app
+from app.paging import encode_marker
 from tests.conftest import FakeClock
 
 ALICE = {"Authorization": "Bearer dev-token-alice"}
@@ -211,3 +212,44 @@ def test_the_properties_can_fail(world):
     response.headers["X-Request-ID"] = "x"
     with pytest.raises(AssertionError):
         world.check(response, "GET")
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def any_store_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "memory":
+        return "memory://"
+    fixture = {"sqlite": "sqlite_url", "postgresql": "postgres_url"}[request.param]
+    return request.getfixturevalue(fixture)
+
+
+def test_nul_characters_are_4xx_on_every_store(any_store_url):
+    """A NUL (%00 in a URL, \\u0000 in JSON) was a 500 on PostgreSQL, which
+    cannot hold one in text: on every store it is a 404 or a 400."""
+    app = create_app(
+        {"AUTH_MODE": "dev", "STORE_URL": any_store_url, "LOG_LEVEL": "CRITICAL"},
+        clock=FakeClock(),
+    )
+    try:
+        _check_nul_refused(app.test_client())
+    finally:
+        app.extensions["store"].close()
+
+
+def _check_nul_refused(client) -> None:
+    for method, path in [
+        ("GET", "/%00/status"), ("GET", "/actions/%00"), ("GET", "/%00/log"),
+        ("GET", "/actions/a%00b/log"), ("POST", "/%00/cancel"),
+        ("POST", "/actions/%00/cancel"), ("POST", "/%00/release"), ("DELETE", "/actions/%00"),
+    ]:
+        response = client.open(path, method=method, headers=ALICE)
+        assert (response.status_code, response.json["code"]) == (404, "ActionNotFound"), path
+    for extra in ({"label": "a\u0000b"}, {"request_id": "r\u0000"}, {"tags": ["\u0000"]}):
+        document = {"request_id": "r", "body": {"utc_offset": 1}, **extra}
+        response = client.post("/run", headers=ALICE, data=json.dumps(document))
+        assert response.status_code == 400 and "NUL" in response.json["description"], extra
+    marker = encode_marker(["2026-01-02T03:04:05+00:00", "a\x00"])
+    response = client.get(f"/actions?marker={marker}", headers=ALICE)
+    assert response.status_code == 400 and response.json["code"] == "BadActionRequest"
+    assert client.post(
+        "/run", headers=ALICE, json={"request_id": "r", "body": {"utc_offset": 1}, "label": "ok"}
+    ).status_code == 202

@@ -119,6 +119,17 @@ def test_get_unknown_and_request_id_are_not_action_ids(store: ActionStore) -> No
     assert store.get("looks-like-an-id") is None
 
 
+def test_ids_with_a_nul_are_unknown_not_errors(store: ActionStore) -> None:
+    """PostgreSQL refuses NUL in text; a URL can carry one (%00)."""
+    record = make_record(1)
+    store.create(record, T0)
+    for action_id in ("\x00", record.action_id + "\x00"):
+        assert store.get(action_id) is None
+        assert store.cancel(action_id, T0) is None
+        assert store.release(action_id) is False
+    assert store.get(record.action_id) == record
+
+
 def test_request_id_dedup_is_per_creator(store: ActionStore) -> None:
     first = make_record(1, request_id="same")
     assert store.create(first, T0) == (first, True)

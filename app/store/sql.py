@@ -263,6 +263,8 @@ class SQLStore:
         raise RuntimeError("request_id kept changing hands; giving up")  # pragma: no cover
 
     def get(self, action_id: str) -> ActionRecord | None:
+        if not _storable(action_id):
+            return None
         with self._read() as conn:
             row = (
                 conn.execute(sa.select(actions).where(actions.c.action_id == action_id))
@@ -272,6 +274,8 @@ class SQLStore:
         return None if row is None else _record(row)
 
     def cancel(self, action_id: str, now: datetime) -> ActionRecord | None:
+        if not _storable(action_id):
+            return None
         now_us = to_us(now)
         update = (
             actions.update()
@@ -291,6 +295,8 @@ class SQLStore:
         return None if row is None else _record(row)
 
     def release(self, action_id: str) -> bool:
+        if not _storable(action_id):
+            return False
         delete = (
             actions.delete().where(actions.c.action_id == action_id).returning(actions.c.action_id)
         )
@@ -381,6 +387,12 @@ def _unavailable_as_store_error() -> Iterator[None]:
         raise StoreUnavailable(
             f"cannot use the action store: {type(cause).__name__}: {first_line}"
         ) from error
+
+
+def _storable(text: str) -> bool:
+    """False for text no stored value can equal: PostgreSQL refuses NUL in text
+    (an error, not a miss), and no action id has one."""
+    return "\x00" not in text
 
 
 def _dispose_in_child(ref: weakref.ref[SQLStore]) -> None:
