@@ -472,6 +472,18 @@ def test_released_and_swept_actions_leave_no_rows_behind(sql_url: str) -> None:
         store.close()
 
 
+def test_driver_errors_do_not_carry_statement_values(sql_url: str) -> None:
+    """An unexpected driver error is logged with its 500: never with the
+    request's values (a label, a request_id) in it."""
+    store = open_store(sql_url)
+    try:
+        with pytest.raises(sa.exc.StatementError) as caught, store._engine.connect() as conn:
+            conn.execute(sa.text("SELECT no_such_column, :p"), {"p": "secret-label-value"})
+        assert "secret-label-value" not in str(caught.value)
+    finally:
+        store.close()
+
+
 def test_a_newer_schema_is_refused(sql_url: str) -> None:
     store = open_store(sql_url)
     with store._engine.begin() as conn:  # type: ignore[attr-defined]

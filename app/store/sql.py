@@ -151,11 +151,14 @@ class SQLStore:
 
     # --- engine and schema ----------------------------------------------------
     def _make_engine(self) -> Engine:
+        # hide_parameters: a driver error's text (logged with a 500) must not
+        # carry the values of a statement: request_ids, labels, results.
         if self.dialect == "postgresql":
-            return sa.create_engine(self.url, pool_pre_ping=True)
+            return sa.create_engine(self.url, pool_pre_ping=True, hide_parameters=True)
         engine = sa.create_engine(
             self.url,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+            hide_parameters=True,
         )
 
         @sa.event.listens_for(engine, "connect")
