@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, Protocol, TypeVar
 
+import flask
 import globus_sdk
 import requests
 from globus_action_provider_tools.authentication import AuthState, AuthStateBuilder
@@ -210,7 +211,30 @@ class _StateClassBuilder(AuthStateBuilder):
 class ProviderAuthStateBuilder(FlaskAuthStateBuilder, _StateClassBuilder):
     """FlaskAuthStateBuilder (header parsing, error mapping) building our state
     class: its build_from_request calls super().build, which the MRO sends to
-    _StateClassBuilder."""
+    _StateClassBuilder.
+
+    The library only accepts the exact prefix "Bearer "; the auth scheme is
+    case-insensitive (RFC 9110 11.1), so "bearer x" or " BEARER  x " are
+    rewritten to "Bearer x" first. Everything else is the library's parsing.
+    """
+
+    def build_from_request(self, *, request: flask.Request | None = None) -> AuthState:
+        request = request if request is not None else flask.request
+        header = request.headers.get("Authorization")
+        if header is not None:
+            scheme, _, credentials = header.strip().partition(" ")
+            canonical = f"Bearer {credentials.strip()}"
+            if scheme.casefold() == "bearer" and canonical != header:
+                shim = _WithAuthorization(canonical)
+                return super().build_from_request(request=shim)  # type: ignore[arg-type]
+        return super().build_from_request(request=request)
+
+
+class _WithAuthorization:
+    """The one thing FlaskAuthStateBuilder reads from a request: its headers."""
+
+    def __init__(self, authorization: str) -> None:
+        self.headers = {"Authorization": authorization}
 
 
 class DevAuthStateBuilder(ProviderAuthStateBuilder):

@@ -65,6 +65,19 @@ def test_bad_tokens_are_401_json(client, header):
     assert response.is_json and set(response.json) == {"code", "description"}
 
 
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR", "Bearer"])
+def test_the_bearer_scheme_is_case_insensitive(client, alice, scheme):
+    """RFC 9110: the auth scheme is case-insensitive; the library wants "Bearer "."""
+    for header in (f"{scheme} {alice.token}", f"  {scheme}   {alice.token}  "):
+        assert client.get("/", headers={"Authorization": header}).status_code == 200, header
+
+
+@pytest.mark.parametrize("header", ["bearer", "bearer short", "bearertoken-nobody-knows"])
+def test_a_lowercase_scheme_is_still_checked(client, header):
+    response = client.get("/", headers={"Authorization": header})
+    assert response.status_code == 401 and response.json["code"] == "UnauthorizedRequest"
+
+
 def test_token_without_the_provider_scope_is_401(client, globus):
     outsider = globus.user("outsider", scope="urn:globus:auth:scope:transfer.api.globus.org:all")
     response = client.get("/", headers=outsider.headers)
