@@ -33,12 +33,15 @@ def create_app(
     rng: random.Random | None = None,
 ) -> Flask:
     """Build the provider: config.py, then FLASK_* environment, then ``overrides``."""
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     app.config.from_pyfile(str(CONFIG_FILE))
     app.config.from_prefixed_env()
     app.config.update(overrides or {})
     app.config["DEBUG"] = False  # never the debugger, whatever the environment says
     app.json = FastJSONProvider(app)  # the library's provider, with orjson
+    # Without this, "/actions//x" is an HTML 308 redirect to "/actions/x"; now
+    # a 404 JSON. (The map is still empty: there is no static folder.)
+    app.url_map = app.url_map_class(merge_slashes=False)
     configure_logging(app.config)
     metrics = Metrics()
 

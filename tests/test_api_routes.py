@@ -104,6 +104,23 @@ def test_another_user_gets_404_on_the_new_paths(client, alice, bob):
         assert response.status_code == 404 and response.json["code"] == "ActionNotFound", path
 
 
+def test_extra_slashes_are_404_json_not_redirects(client, alice):
+    """Werkzeug answered "/actions//ID" with an HTML 308 redirect to "/actions/ID"."""
+    action_id = start(client, alice)
+    for method, path in [
+        ("GET", f"/actions//{action_id}"), ("GET", f"/{action_id}//status"),
+        ("GET", f"/actions/{action_id}//log"), ("POST", f"/actions//{action_id}/cancel"),
+        ("POST", f"/{action_id}//release"), ("DELETE", f"/actions//{action_id}"),
+        ("POST", "/run/"), ("POST", "/actions/"), ("GET", "/actions/"),
+        ("GET", f"/{action_id}/status/"), ("GET", f"/actions/{action_id}/"),
+        ("GET", "/healthz/"),
+    ]:
+        response = client.open(path, method=method, headers=alice.headers)
+        assert response.status_code == 404, (method, path, response.status_code)
+        assert response.json["code"] == "ActionNotFound", path
+    assert client.get(f"/actions/{action_id}", headers=alice.headers).status_code == 200
+
+
 def test_new_paths_need_a_token(client, alice):
     action_id = start(client, alice)
     for method, path in [
