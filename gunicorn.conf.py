@@ -71,7 +71,14 @@ loglevel = "info"
 
 # --- hooks ----------------------------------------------------------------------------
 def on_starting(server):  # type: ignore[no-untyped-def]
-    """Start from empty metrics: files of an earlier run would be added in."""
+    """Start from empty metrics: files of an earlier run would be added in.
+    Answer requests gunicorn itself refuses (414, 431, 400) with JSON, as the
+    app answers every error, not with gunicorn's HTML page (workers inherit it)."""
+    import gunicorn.util
+
+    from app.errors import write_gunicorn_error
+
+    gunicorn.util.write_error = write_gunicorn_error
     METRICS_DIR.mkdir(parents=True, exist_ok=True)
     for stale in METRICS_DIR.glob("*.db"):
         stale.unlink()

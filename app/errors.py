@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import socket
 
 from flask import Flask, Response
 from globus_action_provider_tools.flask.exceptions import (
@@ -104,3 +106,24 @@ def register_error_handlers(app: Flask) -> None:
     def unexpected_error(error: Exception) -> Response:
         log.exception("unhandled error")
         return ActionProviderError("Internal Server Error").get_response()
+
+
+def write_gunicorn_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's own error answer (a request it cannot parse: request line or
+    headers too long, a malformed header) as JSON instead of its HTML page.
+
+    Installed over ``gunicorn.util.write_error`` by gunicorn.conf.py; same
+    signature and framing (the connection is closed after it).
+    """
+    from gunicorn.util import write_nonblock
+
+    code = _LIBRARY_CLASSES.get(status_int)
+    body = json.dumps({
+        "code": code.__name__ if code else "".join(reason.title().split()),
+        "description": f"{reason}: {mesg}"[:300],
+    }).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    write_nonblock(sock, head.encode("latin-1") + body)

@@ -4,14 +4,17 @@ are JSON; limits hold over real HTTP. Memory store: only stateless calls here.""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -130,6 +133,28 @@ def test_oversized_bodies_are_413_json_even_chunked(url):
 
     chunked = requests.post(url + "/run", data=chunks(), headers=headers, timeout=5)
     assert chunked.status_code == 413 and chunked.json()["code"]
+
+
+def test_requests_gunicorn_refuses_get_json_errors(url):
+    """Request line or headers too long, a malformed header: gunicorn answers
+    these itself, before the app; its HTML page is replaced by JSON."""
+    parts = urlsplit(url)
+    cases = {
+        414: f"GET /actions/{'a' * 5000} HTTP/1.1\r\nHost: x\r\n\r\n",
+        431: f"GET / HTTP/1.1\r\nHost: x\r\nX-Big: {'a' * 9000}\r\n\r\n",
+        400: "GET / HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n",
+    }
+    for status, raw in cases.items():
+        with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+            sock.sendall(raw.encode())
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(f"HTTP/1.1 {status} ".encode()), head
+        assert b"Content-Type: application/json" in head, head
+        document = json.loads(body)
+        assert set(document) == {"code", "description"}, document
 
 
 def test_gunicorn_conf_defaults():
