@@ -12,10 +12,12 @@ import os
 import sys
 from typing import Any
 
+import gunicorn.util
 from gunicorn.app.base import BaseApplication
 
 from app import create_app
 from app.auth import MissingCredentials
+from app.errors import write_gunicorn_error
 from app.store import StoreError
 
 
@@ -69,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if application.config["AUTH_MODE"] == "dev":
         _print_dev_banner(args.host, args.port)
+    gunicorn.util.write_error = write_gunicorn_error  # JSON, as in gunicorn.conf.py
     # One process: the memory store lives in it. Scale out with gunicorn and a
     # SQL store (see README).
     _Server(

@@ -7,10 +7,11 @@ import subprocess
 import sys
 
 import pytest
+import requests
 
 from app import create_app
 from app.auth import MissingCredentials, dev_identity
-from tests.server import ROOT
+from tests.server import ROOT, free_port, wait_until_up
 
 
 @pytest.fixture
@@ -77,3 +78,24 @@ def test_command_line_dev_refuses_a_public_bind():
         timeout=60,
     )
     assert result.returncode == 2 and "loopback" in result.stderr
+
+
+def test_command_line_server_refuses_a_long_url_with_json(tmp_path):
+    """``python -m app`` (what scripts/dev runs) answers gunicorn's own 414 in JSON too."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
+    with open(tmp_path / "out", "wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app", "--dev", "--port", str(port)],
+            cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_until_up(url, process)
+            response = requests.get(f"{url}/actions/{'a' * 5000}", timeout=5)
+            assert response.status_code == 414
+            assert response.headers["Content-Type"] == "application/json"
+            assert set(response.json()) == {"code", "description"}
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
