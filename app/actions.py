@@ -70,6 +70,11 @@ class Settings:
             raise ValueError("need 0 <= MIN_DELAY_SECONDS <= MAX_DELAY_SECONDS")
         if not 0.0 <= settings.failure_rate <= 1.0:
             raise ValueError("FAILURE_RATE must be between 0 and 1")
+        # Else every run request without its own release_after would be a 400.
+        if not timedelta(0) <= settings.release_after <= settings.max_release_after:
+            raise ValueError("need P0D <= RELEASE_AFTER <= MAX_RELEASE_AFTER")
+        if settings.maximum_deadline <= timedelta(0):
+            raise ValueError("MAXIMUM_DEADLINE must be a positive duration")
         return settings
 
 

@@ -191,5 +191,13 @@ def test_settings_are_checked():
         Settings.from_config({**CONFIG, "MIN_DELAY_SECONDS": 10, "MAX_DELAY_SECONDS": 5})
     with pytest.raises(ValueError):
         Settings.from_config({**CONFIG, "FAILURE_RATE": 1.5})
+    # A default release_after beyond the maximum made every plain run a 400.
+    with pytest.raises(ValueError, match="RELEASE_AFTER"):
+        Settings.from_config({**CONFIG, "RELEASE_AFTER": "P30D", "MAX_RELEASE_AFTER": "P10D"})
+    with pytest.raises(ValueError, match="RELEASE_AFTER"):
+        Settings.from_config({**CONFIG, "RELEASE_AFTER": "-P1D"})
+    with pytest.raises(ValueError, match="MAXIMUM_DEADLINE"):
+        Settings.from_config({**CONFIG, "MAXIMUM_DEADLINE": "P0D"})
+    Settings.from_config({**CONFIG, "RELEASE_AFTER": "P0D", "MAX_RELEASE_AFTER": "P0D"})
     with pytest.raises(ValueError):
         parse_duration("P1Y")
