@@ -203,8 +203,22 @@ def _finish_request(response: Response) -> Response:
     caller = _caller(ctx_g)
     if caller:
         fields["caller"] = caller
-    log.log(level, "%s %s %s", method, route, status, extra={"fields": fields})
+    _log_request(level, (method, route, status), fields)
     return response
+
+
+_FINISH_LINE = _finish_request.__code__.co_firstlineno
+
+
+def _log_request(level: int, args: tuple[str, str, int], fields: dict[str, Any]) -> None:
+    """``log.log(level, "%s %s %s", *args, extra={"fields": fields})`` without
+    the caller lookup (the caller is known: _finish_request) and the extra-key
+    checks (``fields`` is no LogRecord attribute). Level already checked."""
+    record = logging.getLogRecordFactory()(
+        log.name, level, __file__, _FINISH_LINE, "%s %s %s", args, None, "_finish_request"
+    )
+    record.fields = fields
+    log.handle(record)
 
 
 def _count_action(metrics: Metrics, req: Request, ctx_g: Any, response: Response) -> str | None:

@@ -239,3 +239,12 @@ def test_a_repeated_run_logs_its_action_id(client, alice, capsys):
     assert (first.status_code, repeat.status_code) == (202, 200)
     lines = [line for line in request_lines(capsys.readouterr().err) if line["route"] == "/run"]
     assert [line["action_id"] for line in lines] == [first.json["action_id"]] * 2
+
+
+def test_the_request_record_is_an_ordinary_log_record(client, alice, caplog):
+    with caplog.at_level(logging.INFO, logger="app.request"):
+        client.get("/", headers=alice.headers)
+    (record,) = [r for r in caplog.records if r.name == "app.request"]
+    assert (record.levelno, record.getMessage()) == (logging.INFO, "GET / 200")
+    assert record.funcName == "_finish_request" and record.pathname.endswith("observability.py")
+    assert record.fields["route"] == "/" and record.fields["status"] == 200
