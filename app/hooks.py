@@ -3,6 +3,7 @@ validation. They run in that order, after routing, for every request."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 
@@ -25,30 +26,47 @@ PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 
 
 def register_hooks(app: Flask) -> None:
-    if app.config["AUTH_MODE"] == "dev":
-        app.before_request(loopback_only)
-    app.before_request(check_token)
-    app.before_request(validate_run_request)
+    """One before_request running the checks in order (one hook, not three:
+    Flask wraps and looks up every registered function on every request)."""
+    checks = [loopback_only] if app.config["AUTH_MODE"] == "dev" else []
+    checks += [check_token, validate_run_request]
+
+    def before_request() -> None:
+        for check in checks:
+            check()
+
+    app.before_request(before_request)
+
+
+# The WSGI environ keys of PROXY_HEADERS (how werkzeug's request.headers finds them).
+_PROXY_ENVIRON_KEYS = tuple("HTTP_" + h.upper().replace("-", "_") for h in PROXY_HEADERS)
+
+
+@functools.lru_cache(maxsize=1024)
+def is_loopback(address: str) -> bool:
+    """Is this client address (``request.remote_addr``) a loopback address?"""
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def loopback_only() -> None:
     """Dev tokens are guessable: serve only this machine's own clients. A
     request relayed by a proxy (which would connect from loopback) is refused."""
-    if any(h in request.headers for h in PROXY_HEADERS):
+    environ = request.environ
+    if any(key in environ for key in _PROXY_ENVIRON_KEYS):
         raise ActionForbidden("This provider runs in dev mode: no proxied clients.")
-    try:
-        is_loopback = ipaddress.ip_address(request.remote_addr or "").is_loopback
-    except ValueError:
-        is_loopback = False
-    if not is_loopback:
+    if not is_loopback(request.remote_addr or ""):
         raise ActionForbidden("This provider runs in dev mode: loopback clients only.")
 
 
 def check_token() -> None:
     """Build the caller's AuthState (library path) into ``g.auth_state``."""
-    if request.routing_exception is not None:
-        raise request.routing_exception  # 404/405 before asking Globus Auth
-    if request.method == "OPTIONS" or request.endpoint in PUBLIC_ENDPOINTS:
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    if req.routing_exception is not None:
+        raise req.routing_exception  # 404/405 before asking Globus Auth
+    if req.method == "OPTIONS" or req.endpoint in PUBLIC_ENDPOINTS:
         return
     builder: FlaskAuthStateBuilder = current_app.extensions["auth_state_builder"]
     try:

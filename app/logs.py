@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from gunicorn.glogging import Logger as _GunicornBaseLogger
 
 FORMATS = ("json", "text")
@@ -23,6 +25,9 @@ _BEARER = re.compile(r"(?i)\b(bearer\s+)\S+")
 
 
 def redact(text: str) -> str:
+    # ASCII text without "bearer" (any case) cannot match: skip the regex.
+    if text.isascii() and "bearer" not in text.lower():
+        return text
     return _BEARER.sub(r"\1[redacted]", text)
 
 
@@ -30,12 +35,56 @@ def clip(text: str | None) -> str | None:
     return None if text is None else text[:MAX_FIELD]
 
 
+# Values orjson writes as the stdlib does (same parsed value): exactly these types.
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_INT64 = 2**63  # orjson refuses wider integers
+
+
+def dumps(document: dict[str, Any]) -> str:
+    """``json.dumps(document, default=str)``, compact, through orjson when that
+    gives the same parsed document: a flat dict of plain values, ASCII output
+    (the stdlib escapes non-ASCII), finite floats, 64-bit integers. Anything
+    else goes to the stdlib as before."""
+    for value in document.values():
+        kind = type(value)
+        if kind not in _PLAIN or (
+            (kind is int and not -_INT64 <= value < _INT64)
+            or (kind is float and not math.isfinite(value))
+        ):
+            return json.dumps(document, default=str)
+    try:
+        text = orjson.dumps(document)
+    except (orjson.JSONEncodeError, TypeError):  # e.g. a lone surrogate, a non-str key
+        return json.dumps(document, default=str)
+    return text.decode() if text.isascii() else json.dumps(document, default=str)
+
+
+_second_cache: tuple[int, str] = (-1, "")
+
+
+def iso_millis(created: float) -> str:
+    """``datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")``,
+    formatting the date and time once a second."""
+    global _second_cache
+    fraction, whole = math.modf(created)  # as datetime does: microseconds, half even
+    second, micro = int(whole), round(fraction * 1e6)
+    if micro >= 1_000_000:
+        second, micro = second + 1, micro - 1_000_000
+    elif micro < 0:
+        second, micro = second - 1, micro + 1_000_000
+    cached_second, prefix = _second_cache
+    if second != cached_second:
+        prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second_cache = (second, prefix)
+    return f"{prefix}.{micro // 1000:03d}+00:00"
+
+
 class JsonFormatter(logging.Formatter):
     """time, level, logger, message, process, the record's fields, exception."""
 
     def format(self, record: logging.LogRecord) -> str:
         document: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": iso_millis(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": redact(record.getMessage()),
@@ -46,7 +95,7 @@ class JsonFormatter(logging.Formatter):
             document.update(fields)
         if record.exc_info:
             document["exception"] = redact(self.formatException(record.exc_info))
-        return json.dumps(document, default=str)
+        return dumps(document)
 
 
 class TextFormatter(logging.Formatter):

@@ -25,10 +25,9 @@ import logging
 import os
 import re
 import time
-import uuid
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Request, Response, current_app, g, jsonify, request
 from globus_action_provider_tools.flask.exceptions import ActionProviderToolsException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client import generate_latest as _generate_latest
@@ -96,12 +95,25 @@ class Metrics:
             "auth_introspect_cache_lookups", "Lookups in the token introspection cache.",
             ["result"], registry=r,
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         for outcome in ("succeeded", "failed", "cancelled"):
             self.released.labels(outcome)
         for outcome in ("ok", "error", "malformed"):
             self.introspections.labels(outcome)
         for result in ("hit", "miss"):
             self.cache_lookups.labels(result)
+
+    def observe_request(self, route: str, method: str, status: int, latency: float) -> None:
+        """Count and time one answered request. The labelled children are kept
+        per (route, method, status): few, as routes and methods are normalised."""
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            labels = (route, method, str(status))
+            children = (self.requests.labels(*labels), self.latency.labels(*labels))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(latency)
 
     # AuthObserver
     def introspection(self, outcome: str) -> None:
@@ -147,55 +159,83 @@ def _metrics() -> Response:
     return Response(metrics.render(), content_type=CONTENT_TYPE_LATEST)
 
 
+def _new_request_id() -> str:
+    """32 random hex digits (the length and alphabet of ``uuid4().hex``)."""
+    return os.urandom(16).hex()
+
+
 def _start_request() -> None:
-    g.request_started = time.perf_counter()
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    g.request_id = incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    ctx_g = g._get_current_object()  # type: ignore[attr-defined]
+    ctx_g.request_started = time.perf_counter()
+    incoming = req.environ.get("HTTP_X_REQUEST_ID", "")  # the X-Request-ID header
+    ctx_g.request_id = incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else _new_request_id()
 
 
 def _finish_request(response: Response) -> Response:
-    latency = time.perf_counter() - g.get("request_started", time.perf_counter())
-    request_id = g.get("request_id") or uuid.uuid4().hex
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    ctx_g = g._get_current_object()  # type: ignore[attr-defined]
+    latency = time.perf_counter() - ctx_g.get("request_started", time.perf_counter())
+    request_id = ctx_g.get("request_id") or _new_request_id()
     response.headers[REQUEST_ID_HEADER] = request_id
-    route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-    method = request.method if request.method in _METHODS else "OTHER"
+    rule = req.url_rule
+    route = rule.rule if rule is not None else "<unmatched>"
+    method = req.method if req.method in _METHODS else "OTHER"
     status = response.status_code
 
     metrics: Metrics = current_app.extensions["metrics"]
-    metrics.requests.labels(route, method, str(status)).inc()
-    metrics.latency.labels(route, method, str(status)).observe(latency)
-    action_id = _count_action(metrics, response)
+    metrics.observe_request(route, method, status, latency)
+    action_id = _count_action(metrics, req, ctx_g, response)
 
+    level = logging.DEBUG if req.endpoint in _QUIET_ENDPOINTS else logging.INFO
+    if not log.isEnabledFor(level):
+        return response  # nobody reads it: do not build it
     fields: dict[str, Any] = {
         "request_id": request_id,
-        "method": clip(request.method),
-        "path": clip(request.path),
+        "method": clip(req.method),
+        "path": clip(req.path),
         "route": route,
         "status": status,
         "latency_ms": round(latency * 1000, 3),
     }
     if action_id:
         fields["action_id"] = clip(action_id)
-    caller = _caller()
+    caller = _caller(ctx_g)
     if caller:
         fields["caller"] = caller
-    level = logging.DEBUG if request.endpoint in _QUIET_ENDPOINTS else logging.INFO
-    log.log(level, "%s %s %s", method, route, status, extra={"fields": fields})
+    _log_request(level, (method, route, status), fields)
     return response
 
 
-def _count_action(metrics: Metrics, response: Response) -> str | None:
-    """Count action lifecycle events; return the action_id the request is about."""
-    endpoint = request.endpoint
-    action_id = (request.view_args or {}).get("action_id")
+_FINISH_LINE = _finish_request.__code__.co_firstlineno
+
+
+def _log_request(level: int, args: tuple[str, str, int], fields: dict[str, Any]) -> None:
+    """``log.log(level, "%s %s %s", *args, extra={"fields": fields})`` without
+    the caller lookup (the caller is known: _finish_request) and the extra-key
+    checks (``fields`` is no LogRecord attribute). Level already checked."""
+    record = logging.getLogRecordFactory()(
+        log.name, level, __file__, _FINISH_LINE, "%s %s %s", args, None, "_finish_request"
+    )
+    record.fields = fields
+    log.handle(record)
+
+
+def _count_action(metrics: Metrics, req: Request, ctx_g: Any, response: Response) -> str | None:
+    """Count action lifecycle events; return the action_id the request is about.
+
+    The run and release views leave the status document they answered in
+    ``g.action_status`` (no need to parse the response back)."""
+    endpoint = req.endpoint
+    action_id = (req.view_args or {}).get("action_id")
     if endpoint == "provider.run" and response.status_code in (200, 202):
-        action_id = (response.get_json(silent=True) or {}).get("action_id")
+        action_id = (ctx_g.get("action_status") or {}).get("action_id")
         if response.status_code == 202:
             metrics.started.inc()
     elif endpoint == "provider.cancel" and response.status_code == 200:
         metrics.cancelled.inc()
     elif endpoint == "provider.release" and response.status_code == 200:
-        final = response.get_json(silent=True) or {}
+        final = ctx_g.get("action_status") or {}
         outcome = "cancelled" if final.get("display_status") == "CANCELLED" else (
             "succeeded" if final.get("status") == "SUCCEEDED" else "failed"
         )
@@ -203,9 +243,9 @@ def _count_action(metrics: Metrics, response: Response) -> str | None:
     return action_id if isinstance(action_id, str) else None
 
 
-def _caller() -> str | None:
+def _caller(ctx_g: Any) -> str | None:
     """The caller's effective identity, when its token was checked."""
-    state = g.get("auth_state")
+    state = ctx_g.get("auth_state")
     if state is None:
         return None
     try:

@@ -50,6 +50,7 @@ def run() -> tuple[Response, int]:
     ):
         raise ActionForbidden("You may not run actions on this provider.")
     status, created = service().run(g.action_request, g.auth_state)
+    g.action_status = status  # for the request log and metrics (app.observability)
     return jsonify(status), 202 if created else 200
 
 
@@ -68,7 +69,9 @@ def cancel(action_id: str) -> Response:
 @bp.post("/<action_id>/release")
 @bp.delete("/actions/<action_id>")
 def release(action_id: str) -> Response:
-    return jsonify(service().release(action_id, g.auth_state))
+    final = service().release(action_id, g.auth_state)
+    g.action_status = final  # for the released_total outcome (app.observability)
+    return jsonify(final)
 
 
 @bp.get("/actions")

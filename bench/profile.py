@@ -16,6 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
+from bench import run as bench_run
 from bench.run import (
     PATHS,
     RESULTS,
@@ -42,7 +43,9 @@ def main() -> int:
     parser.add_argument("--scenario", choices=SCENARIOS, default="status")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--conf", choices=tuple(bench_run.CONFS), default="bench")
     args = parser.parse_args()
+    bench_run.CONF = bench_run.CONFS[args.conf]
     wrk_bin = ensure_wrk()
     paths = PATHS["classic"]
     RESULTS.mkdir(exist_ok=True)

@@ -38,7 +38,11 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 LUA = BENCH / "lua"
 RESULTS = BENCH / "results"
-CONF = BENCH / "gunicorn.conf.py"
+CONFS = {
+    "bench": BENCH / "gunicorn.conf.py",  # sync workers, no access log, metrics in process
+    "prod": BENCH / "gunicorn_prod.conf.py",  # + JSON access log, multiprocess metrics
+}
+CONF = CONFS["bench"]  # --conf sets it: every server of a run uses the same file
 TOKEN = "dev-token-bench"
 CONNECTIONS = 4
 
@@ -383,9 +387,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", metavar="GIT_REF",
                         help="also serve the app/ of this commit (e.g. main) beside the "
                         "working tree's, interleaved: scenario@baseline rows")
+    parser.add_argument("--conf", choices=tuple(CONFS), default="bench",
+                        help="gunicorn settings for every server: bench (sync workers, no "
+                        "access log) or prod (the same + production's JSON access log and "
+                        "multiprocess metrics)")
     parser.add_argument("--only", choices=("load", "flatness", "memory"), action="append",
                         help="run only these parts (repeatable)")
     args = parser.parse_args(argv)
+    global CONF
+    CONF = CONFS[args.conf]
     if args.quick:
         args.duration = min(args.duration, 2)
         args.workers = args.workers or [1]
@@ -403,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "settings": {"wrk": f"-t1 -c{CONNECTIONS} -d{args.duration}s (lifecycle: "
                      f"-t{CONNECTIONS})", "rounds": args.rounds, "gunicorn": "sync workers, "
-                     "bench/gunicorn.conf.py", "paths": args.paths},
+                     f"bench/{CONF.name}", "paths": args.paths},
     }
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -218,3 +218,33 @@ def test_metrics_can_be_turned_off(make_app):
 def test_label_must_be_1_to_64_characters(client, alice):
     assert run(client, alice, label="").status_code == 400
     assert run(client, alice, label="x").status_code == 202
+
+
+def test_with_info_off_no_request_line_but_ids_and_metrics_stay(make_app, alice, capsys):
+    client = make_app(LOG_LEVEL="WARNING").test_client()
+    capsys.readouterr()
+    started = run(client, alice)
+    status = client.get(f"/{started.json['action_id']}/status", headers=alice.headers)
+    assert started.status_code == 202 and status.status_code == 200
+    assert len(status.headers["X-Request-ID"]) == 32
+    assert request_lines(capsys.readouterr().err) == []
+    assert metric(client, "http_requests_total", route="/run", status="202") == 1
+    assert metric(client, "actions_started_total") == 1
+
+
+def test_a_repeated_run_logs_its_action_id(client, alice, capsys):
+    document = {"request_id": "again", "body": {"utc_offset": 1}}
+    first = client.post("/run", headers=alice.headers, json=document)
+    repeat = client.post("/run", headers=alice.headers, json=document)
+    assert (first.status_code, repeat.status_code) == (202, 200)
+    lines = [line for line in request_lines(capsys.readouterr().err) if line["route"] == "/run"]
+    assert [line["action_id"] for line in lines] == [first.json["action_id"]] * 2
+
+
+def test_the_request_record_is_an_ordinary_log_record(client, alice, caplog):
+    with caplog.at_level(logging.INFO, logger="app.request"):
+        client.get("/", headers=alice.headers)
+    (record,) = [r for r in caplog.records if r.name == "app.request"]
+    assert (record.levelno, record.getMessage()) == (logging.INFO, "GET / 200")
+    assert record.funcName == "_finish_request" and record.pathname.endswith("observability.py")
+    assert record.fields["route"] == "/" and record.fields["status"] == 200
