@@ -1,69 +1,23 @@
-"""whattimeisitrightnow: a Globus Action Provider that tells the time at a UTC offset."""
+"""whattimeisitrightnow: a Globus Action Provider that tells the time at a UTC offset.
+
+``create_app`` (in app.factory) is loaded on first use, so that importing a
+light module of this package, such as the ``ap-client`` command in app.client,
+does not import Flask and the Action Provider library.
+"""
 
 from __future__ import annotations
 
-import logging
-import random
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+if TYPE_CHECKING:
+    from app.factory import create_app
 
-from app.actions import ActionService, Clock, Settings, utc_now
-from app.auth import make_state_builder, provider_scope
-from app.description import Description
-from app.errors import register_error_handlers
-from app.hooks import register_hooks
-from app.jsonprovider import FastJSONProvider
-from app.logs import configure_logging
-from app.observability import Metrics
-from app.observability import init_app as init_observability
-from app.routes import bp
-from app.store import open_store
-from app.validation import RunRequestValidator
-
-CONFIG_FILE = Path(__file__).parent.parent / "config.py"
-log = logging.getLogger(__name__)
+__all__ = ["create_app"]
 
 
-def create_app(
-    overrides: dict[str, Any] | None = None,
-    *,
-    clock: Clock = utc_now,
-    rng: random.Random | None = None,
-) -> Flask:
-    """Build the provider: config.py, then FLASK_* environment, then ``overrides``."""
-    app = Flask(__name__, static_folder=None)
-    app.config.from_pyfile(str(CONFIG_FILE))
-    app.config.from_prefixed_env()
-    app.config.update(overrides or {})
-    app.config["DEBUG"] = False  # never the debugger, whatever the environment says
-    app.json = FastJSONProvider(app)  # the library's provider, with orjson
-    # Without this, "/actions//x" is an HTML 308 redirect to "/actions/x"; now
-    # a 404 JSON. (The map is still empty: there is no static folder.)
-    app.url_map = app.url_map_class(merge_slashes=False)
-    configure_logging(app.config)
-    metrics = Metrics()
+def __getattr__(name: str) -> Any:
+    if name == "create_app":
+        from app.factory import create_app
 
-    validator = RunRequestValidator(int(app.config["MAX_REQUEST_ID_LENGTH"]))
-    store = open_store(app.config["STORE_URL"])
-    app.extensions["auth_state_builder"] = make_state_builder(app.config, metrics)
-    app.extensions["run_validator"] = validator
-    app.extensions["store"] = store
-    app.extensions["actions"] = ActionService(
-        store, Settings.from_config(app.config), clock=clock, rng=rng
-    )
-    app.extensions["description"] = Description(
-        provider_scope(app.config), validator.input_schema, app.config
-    )
-    if app.config["AUTH_MODE"] == "dev":
-        log.warning(
-            "DEV MODE: tokens 'dev-token-<name>' are accepted without Globus Auth; "
-            "only loopback clients are served. Never use this in production."
-        )
-
-    init_observability(app, metrics)  # first: its before_request times the others
-    register_hooks(app)
-    register_error_handlers(app)
-    app.register_blueprint(bp)
-    return app
+        return create_app
+    raise AttributeError(f"module 'app' has no attribute {name!r}")
