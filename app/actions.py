@@ -138,15 +138,7 @@ def public_status(record: ActionRecord, now: datetime) -> dict[str, Any]:
 
     The private ``result`` appears only once the action has completed.
     """
-    status = display = effective_status(record, now)
-    if record.cancelled_at is not None:
-        display, details = "CANCELLED", CANCELLED_DETAILS
-    elif status == "SUCCEEDED":
-        details = {"whattimeisit": record.result}
-    elif status == "FAILED":
-        details = FAILED_DETAILS
-    else:
-        details = {"estimated_completion_time": iso(record.estimated_completion_time)}
+    status, display, details = _outcome(record, now)
     document: dict[str, Any] = {
         "action_id": record.action_id,
         "status": status,
@@ -191,6 +183,19 @@ class Interner:
         if found is None:
             return self(tuple(self(v) for v in values))
         return found  # type: ignore[return-value]
+
+
+def _outcome(record: ActionRecord, now: datetime) -> tuple[str, str, dict[str, Any]]:
+    """(status, display_status, details) of ``record`` at ``now``: the one place
+    that decides what each state shows, for the status document and the log."""
+    status = effective_status(record, now)
+    if record.cancelled_at is not None:
+        return status, "CANCELLED", CANCELLED_DETAILS
+    if status == "SUCCEEDED":
+        return status, status, {"whattimeisit": record.result}
+    if status == "FAILED":
+        return status, status, FAILED_DETAILS
+    return status, status, {"estimated_completion_time": iso(record.estimated_completion_time)}
 
 
 def is_complete(record: ActionRecord, now: datetime) -> bool:
@@ -358,21 +363,15 @@ class ActionService:
                 },
             }
         ]
-        status = effective_status(record, now)
-        if record.cancelled_at is not None:
-            code, description, details = "CANCELLED", "The action was cancelled", CANCELLED_DETAILS
-        elif status == "SUCCEEDED":
-            code, description = "SUCCEEDED", "The action succeeded"
-            details = {"whattimeisit": record.result}
-        elif status == "FAILED":
-            code, description, details = "FAILED", "The action failed", FAILED_DETAILS
-        else:
+        status, display, details = _outcome(record, now)
+        if status == "ACTIVE":
             return entries
+        code = "CANCELLED" if display == "CANCELLED" else status
         entries.append(
             {
                 "time": iso(record.completion_time),
                 "code": code,
-                "description": description,
+                "description": _LOG_DESCRIPTIONS[code],
                 "details": dict(details),
             }
         )
@@ -407,6 +406,13 @@ def _authorize(
         check(record, caller)
     except AuthenticationError:
         raise _not_found(record.action_id) from None
+
+
+_LOG_DESCRIPTIONS = {
+    "SUCCEEDED": "The action succeeded",
+    "FAILED": "The action failed",
+    "CANCELLED": "The action was cancelled",
+}
 
 
 def _may_see(record: ActionRecord, principals: frozenset[str]) -> bool:
