@@ -5,7 +5,8 @@ the environment variables read below.
 
 - Workers: the default memory:// store lives inside one process, so with it
   there is ONE worker (with threads); with a shared store (sqlite/postgresql)
-  2 x CPUs + 1. WEB_CONCURRENCY sets the number explicitly.
+  2 x CPUs + 1. WEB_CONCURRENCY sets the number explicitly. Workers are
+  recycled every ~10,000 requests, except with the memory store (never).
 - Metrics: Prometheus multiprocess mode. PROMETHEUS_MULTIPROC_DIR is used if
   set (and emptied at start), else a private temporary directory is made and
   removed at exit. Dead workers are marked so their live gauges go.
@@ -54,7 +55,9 @@ threads = int(os.environ.get("THREADS", "8"))
 timeout = 30  # a worker silent this long is killed (Auth calls are bounded far below)
 graceful_timeout = 20  # SIGTERM: finish requests in flight for up to this long
 keepalive = 5
-max_requests = 10_000  # recycle workers now and then; jitter avoids all at once
+# Recycle workers now and then (jitter: not all at once), but never the one
+# worker of the memory store: its actions would go with it.
+max_requests = 0 if _store_url().startswith("memory:") else 10_000
 max_requests_jitter = 1_000
 limit_request_line = 4094
 limit_request_fields = 50

@@ -221,20 +221,23 @@ class ProviderAuthStateBuilder(FlaskAuthStateBuilder, _StateClassBuilder):
     def build_from_request(self, *, request: flask.Request | None = None) -> AuthState:
         request = request if request is not None else flask.request
         header = request.headers.get("Authorization")
-        if header is not None:
+        if header is not None and not header.startswith("Bearer "):
             scheme, _, credentials = header.strip().partition(" ")
-            canonical = f"Bearer {credentials.strip()}"
-            if scheme.casefold() == "bearer" and canonical != header:
-                shim = _WithAuthorization(canonical)
-                return super().build_from_request(request=shim)  # type: ignore[arg-type]
-        return super().build_from_request(request=request)
+            if scheme.casefold() == "bearer":
+                header = f"Bearer {credentials.strip()}"
+        # The header is all the library reads of the request: hand it over
+        # as read once, in a plain mapping.
+        shim = _WithAuthorization(header)
+        return super().build_from_request(request=shim)  # type: ignore[arg-type]
 
 
 class _WithAuthorization:
     """The one thing FlaskAuthStateBuilder reads from a request: its headers."""
 
-    def __init__(self, authorization: str) -> None:
-        self.headers = {"Authorization": authorization}
+    __slots__ = ("headers",)
+
+    def __init__(self, authorization: str | None) -> None:
+        self.headers = {} if authorization is None else {"Authorization": authorization}
 
 
 class DevAuthStateBuilder(ProviderAuthStateBuilder):

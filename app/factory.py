@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,28 @@ CONFIG_FILE = Path(__file__).parent.parent / "config.py"
 log = logging.getLogger(__name__)
 
 
+class ProviderFlask(Flask):
+    """Flask, remembering which hooks, views and handlers are plain functions.
+
+    Flask passes each of them through ``ensure_sync`` on every request, which
+    asks ``inspect.iscoroutinefunction`` every time; the answer never changes.
+    """
+
+    _SYNC_CACHE_LIMIT = 1024  # registered functions; bound methods are new each time
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        cache: dict[Any, Callable[..., Any]] = self.__dict__.setdefault("_sync_funcs", {})
+        try:
+            return cache[func]
+        except KeyError:
+            result = super().ensure_sync(func)
+            if len(cache) < self._SYNC_CACHE_LIMIT:
+                cache[func] = result
+            return result
+        except TypeError:  # unhashable callable
+            return super().ensure_sync(func)
+
+
 def create_app(
     overrides: dict[str, Any] | None = None,
     *,
@@ -33,7 +56,7 @@ def create_app(
     rng: random.Random | None = None,
 ) -> Flask:
     """Build the provider: config.py, then FLASK_* environment, then ``overrides``."""
-    app = Flask(__name__, static_folder=None)
+    app = ProviderFlask(__name__, static_folder=None)
     app.config.from_pyfile(str(CONFIG_FILE))
     app.config.from_prefixed_env()
     app.config.update(overrides or {})

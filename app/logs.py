@@ -21,6 +21,7 @@ from gunicorn.glogging import Logger as _GunicornBaseLogger
 
 FORMATS = ("json", "text")
 MAX_FIELD = 256  # longest client-controlled string (path, user agent) logged
+LOGGED_BY_APP = "whattimeisitrightnow.logged"  # app.observability sets it in the environ
 _BEARER = re.compile(r"(?i)\b(bearer\s+)\S+")
 
 
@@ -40,12 +41,13 @@ _PLAIN = frozenset({str, int, float, bool, type(None)})
 _INT64 = 2**63  # orjson refuses wider integers
 
 
-def dumps(document: dict[str, Any]) -> str:
+def dumps(document: dict[str, Any], *, plain: bool = False) -> str:
     """``json.dumps(document, default=str)``, compact, through orjson when that
     gives the same parsed document: a flat dict of plain values, ASCII output
     (the stdlib escapes non-ASCII), finite floats, 64-bit integers. Anything
-    else goes to the stdlib as before."""
-    for value in document.values():
+    else goes to the stdlib as before. ``plain=True``: the caller vouches that
+    every value is a str, bool, None, finite float or 64-bit int (not checked)."""
+    for value in () if plain else document.values():
         kind = type(value)
         if kind not in _PLAIN or (
             (kind is int and not -_INT64 <= value < _INT64)
@@ -79,23 +81,46 @@ def iso_millis(created: float) -> str:
     return f"{prefix}.{micro // 1000:03d}+00:00"
 
 
+def json_line(
+    created: float,
+    level: str,
+    logger: str,
+    message: str,
+    process: int | None,
+    fields: Any = None,
+    exception: str | None = None,
+    *,
+    plain: bool = False,
+) -> str:
+    """One JSON log line (no newline): the one place its shape is decided.
+    ``plain``: as for ``dumps``, for the fields."""
+    document: dict[str, Any] = {
+        "time": iso_millis(created),
+        "level": level,
+        "logger": logger,
+        "message": redact(message),
+        "process": process,
+    }
+    if isinstance(fields, dict):
+        document.update(fields)
+    if exception:
+        document["exception"] = redact(exception)
+    return dumps(document, plain=plain)
+
+
 class JsonFormatter(logging.Formatter):
     """time, level, logger, message, process, the record's fields, exception."""
 
     def format(self, record: logging.LogRecord) -> str:
-        document: dict[str, Any] = {
-            "time": iso_millis(record.created),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": redact(record.getMessage()),
-            "process": record.process,
-        }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            document.update(fields)
-        if record.exc_info:
-            document["exception"] = redact(self.formatException(record.exc_info))
-        return dumps(document)
+        return json_line(
+            record.created,
+            record.levelname,
+            record.name,
+            record.getMessage(),
+            record.process,
+            getattr(record, "fields", None),
+            self.formatException(record.exc_info) if record.exc_info else None,
+        )
 
 
 class TextFormatter(logging.Formatter):
@@ -135,6 +160,43 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+def json_stderr_handler(logger: logging.Logger, level: int) -> _StderrHandler | None:
+    """Our JSON stderr handler, when it is the only place a record of ``logger``
+    at ``level`` goes and nothing could change the record on its way (no
+    filter, no other handler, our formatter): a caller may then write the line
+    itself (``write_line``) without making a LogRecord. Else None: use logging.
+    Cheap enough to ask for every record (a few attribute reads a logger)."""
+    found: _StderrHandler | None = None
+    node: logging.Logger | None = logger
+    while node is not None:
+        if node.filters:
+            return None
+        for handler in node.handlers:
+            if (
+                found is not None
+                or type(handler) is not _StderrHandler
+                or type(handler.formatter) is not JsonFormatter
+                or handler.filters
+            ):
+                return None
+            found = handler
+        if not node.propagate:
+            break
+        node = node.parent
+    if found is None or level < found.level:
+        return None
+    return found
+
+
+def write_line(handler: logging.StreamHandler, line: str) -> None:  # type: ignore[type-arg]
+    """What ``handler.emit`` does with a formatted line: write it and a
+    newline, flush, under the handler's lock."""
+    with handler.lock:  # type: ignore[union-attr]
+        stream = handler.stream
+        stream.write(line + handler.terminator)
+        stream.flush()
+
+
 def configure_logging(config: dict[str, Any]) -> None:
     """Install the one root handler (replacing ours from an earlier call)."""
     formatter = make_formatter(str(config["LOG_FORMAT"]))
@@ -151,7 +213,8 @@ def configure_logging(config: dict[str, Any]) -> None:
 class GunicornLogger(_GunicornBaseLogger):
     """gunicorn's logger with JSON error and access logs (``logger_class`` in
     gunicorn.conf.py). The access log has no query string and no headers but
-    the request id."""
+    the request id, and no line for a request the app logged itself: one line
+    a request, not two."""
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
@@ -160,8 +223,8 @@ class GunicornLogger(_GunicornBaseLogger):
                 handler.setFormatter(JsonFormatter())
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
-        if not self.access_log_enabled:
-            return
+        if not self.access_log_enabled or environ.get(LOGGED_BY_APP):
+            return  # the app's own request line has all of this line and more
         status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
         request_id = next(
             (v for k, v in resp.headers if k.lower() == "x-request-id"), None

@@ -34,7 +34,7 @@ from prometheus_client import generate_latest as _generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from werkzeug.exceptions import ServiceUnavailable
 
-from app.logs import clip
+from app.logs import LOGGED_BY_APP, clip, json_line, json_stderr_handler, write_line
 
 log = logging.getLogger("app.request")
 
@@ -100,8 +100,8 @@ class Metrics:
             self.released.labels(outcome)
         for outcome in ("ok", "error", "malformed"):
             self.introspections.labels(outcome)
-        for result in ("hit", "miss"):
-            self.cache_lookups.labels(result)
+        self._cache_hit = self.cache_lookups.labels("hit")  # on every request: no lookup
+        self._cache_miss = self.cache_lookups.labels("miss")
 
     def observe_request(self, route: str, method: str, status: int, latency: float) -> None:
         """Count and time one answered request. The labelled children are kept
@@ -120,7 +120,7 @@ class Metrics:
         self.introspections.labels(outcome).inc()
 
     def introspect_cache_lookup(self, hit: bool) -> None:
-        self.cache_lookups.labels("hit" if hit else "miss").inc()
+        (self._cache_hit if hit else self._cache_miss).inc()
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -203,11 +203,36 @@ def _finish_request(response: Response) -> Response:
     caller = _caller(ctx_g)
     if caller:
         fields["caller"] = caller
-    _log_request(level, (method, route, status), fields)
+    fields["remote_addr"] = req.environ.get("REMOTE_ADDR")
+    fields["user_agent"] = clip(req.environ.get("HTTP_USER_AGENT"))
+    fields["bytes"] = response.content_length
+    handler = json_stderr_handler(log, level)
+    if handler is None or not _write_request_line(handler, level, method, route, status, fields):
+        _log_request(level, (method, route, status), fields)
+    req.environ[LOGGED_BY_APP] = True  # gunicorn's access line would repeat it
     return response
 
 
 _FINISH_LINE = _finish_request.__code__.co_firstlineno
+
+
+def _write_request_line(
+    handler: logging.StreamHandler,  # type: ignore[type-arg]
+    level: int, method: str, route: str, status: int, fields: dict[str, Any],
+) -> bool:
+    """Write the request's line straight to ``handler``, our JSON stderr
+    handler and the only one (app.logs.json_stderr_handler): the same line
+    logging would write, without a LogRecord. False if the write failed
+    (logging then tries, and reports the failure its own way)."""
+    line = json_line(
+        time.time(), logging.getLevelName(level), log.name, f"{method} {route} {status}",
+        os.getpid(), fields, plain=True,  # every field a str, int, finite float or None
+    )
+    try:
+        write_line(handler, line)
+    except Exception:
+        return False
+    return True
 
 
 def _log_request(level: int, args: tuple[str, str, int], fields: dict[str, Any]) -> None:

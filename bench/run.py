@@ -41,6 +41,9 @@ RESULTS = BENCH / "results"
 CONFS = {
     "bench": BENCH / "gunicorn.conf.py",  # sync workers, no access log, metrics in process
     "prod": BENCH / "gunicorn_prod.conf.py",  # + JSON access log, multiprocess metrics
+    # production's own gunicorn.conf.py (gthread workers, keep-alive, JSON access log,
+    # multiprocess metrics), taken from the directory of the app being served
+    "repo": ROOT / "gunicorn.conf.py",
 }
 CONF = CONFS["bench"]  # --conf sets it: every server of a run uses the same file
 TOKEN = "dev-token-bench"
@@ -127,8 +130,9 @@ def gunicorn(
 ) -> Iterator[str]:
     """Serve ``app`` (imported from ``cwd``) with the shared settings; yield its URL."""
     port = free_port()
+    conf = cwd / "gunicorn.conf.py" if CONF.parent == ROOT else CONF  # repo: its own
     command = [
-        sys.executable, "-m", "gunicorn", "-c", str(CONF),
+        sys.executable, "-m", "gunicorn", "-c", str(conf),
         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), app,
     ]
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
@@ -335,9 +339,10 @@ def bench_memory() -> dict[str, Any]:
 
 
 def extract_baseline(ref: str, into: Path) -> Path:
-    """app/, config.py and schema.json of commit ``ref``, to serve beside ours."""
+    """app/, config.py, schema.json and gunicorn.conf.py of commit ``ref``, to serve beside ours."""
     into.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", ref, "app", "config.py", "schema.json"],
+    archive = subprocess.run(["git", "archive", ref, "app", "config.py", "schema.json",
+                              "gunicorn.conf.py"],
                              cwd=ROOT, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into
@@ -389,8 +394,9 @@ def main(argv: list[str] | None = None) -> int:
                         "working tree's, interleaved: scenario@baseline rows")
     parser.add_argument("--conf", choices=tuple(CONFS), default="bench",
                         help="gunicorn settings for every server: bench (sync workers, no "
-                        "access log) or prod (the same + production's JSON access log and "
-                        "multiprocess metrics)")
+                        "access log), prod (the same + production's JSON access log and "
+                        "multiprocess metrics) or repo (./gunicorn.conf.py itself: gthread "
+                        "workers with keep-alive, JSON access log, multiprocess metrics)")
     parser.add_argument("--only", choices=("load", "flatness", "memory"), action="append",
                         help="run only these parts (repeatable)")
     args = parser.parse_args(argv)
@@ -412,8 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "settings": {"wrk": f"-t1 -c{CONNECTIONS} -d{args.duration}s (lifecycle: "
-                     f"-t{CONNECTIONS})", "rounds": args.rounds, "gunicorn": "sync workers, "
-                     f"bench/{CONF.name}", "paths": args.paths},
+                     f"-t{CONNECTIONS})", "rounds": args.rounds,
+                     "gunicorn": str(CONF.relative_to(ROOT)), "paths": args.paths},
     }
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}.json"

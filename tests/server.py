@@ -52,9 +52,11 @@ def gunicorn_process(
     workers: int = 1,
     app: str = "app:create_app()",
     extra_args: tuple[str, ...] = (),
+    output_path: Path | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Like gunicorn(), also yielding the master process (its own process
-    group, so ``os.killpg(process.pid, SIGKILL)`` kills master and workers)."""
+    group, so ``os.killpg(process.pid, SIGKILL)`` kills master and workers).
+    ``output_path``: keep the server's stdout and stderr in that file."""
     port = free_port()
     command = [
         sys.executable, "-m", "gunicorn", app,
@@ -68,7 +70,9 @@ def gunicorn_process(
     environment = {**os.environ, "FLASK_AUTH_MODE": "dev", **(env or {})}
     # Output goes to a file, not a pipe: nobody reads a pipe while tests run,
     # and a full pipe would block the server's logging.
-    with tempfile.TemporaryFile() as output:
+    with (
+        open(output_path, "w+b") if output_path else tempfile.TemporaryFile()
+    ) as output:
         process = subprocess.Popen(
             command, cwd=ROOT, env=environment,
             stdout=output, stderr=subprocess.STDOUT, start_new_session=True,

@@ -158,11 +158,12 @@ def test_requests_gunicorn_refuses_get_json_errors(url):
 
 
 def test_gunicorn_conf_defaults():
-    """One worker with the memory store; several otherwise; JSON logs; no socket."""
+    """One worker with the memory store, never recycled (its actions would go
+    with it); several otherwise, recycled now and then; JSON logs; no socket."""
     code = (
         "import runpy, json; c = runpy.run_path('gunicorn.conf.py');"
         "print(json.dumps([c['workers'], c['worker_class'], c['logger_class'],"
-        " c['control_socket_disable'], c['graceful_timeout']]))"
+        " c['control_socket_disable'], c['graceful_timeout'], c['max_requests']]))"
     )
     def conf(**env):
         environment = {k: v for k, v in os.environ.items() if k != "WEB_CONCURRENCY"}
@@ -172,6 +173,7 @@ def test_gunicorn_conf_defaults():
         return __import__("json").loads(out)
 
     memory = conf(FLASK_STORE_URL="memory://")
-    assert memory[0] == 1 and memory[1:] == ["gthread", "app.logs.GunicornLogger", True, 20]
-    assert conf(FLASK_STORE_URL="sqlite:///x.db")[0] == os.cpu_count() * 2 + 1
+    assert memory[0] == 1 and memory[1:] == ["gthread", "app.logs.GunicornLogger", True, 20, 0]
+    shared = conf(FLASK_STORE_URL="sqlite:///x.db")
+    assert shared[0] == os.cpu_count() * 2 + 1 and shared[-1] == 10_000
     assert conf(WEB_CONCURRENCY="3")[0] == 3
