@@ -6,9 +6,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+from collections.abc import Callable
 
 import globus_sdk
-from flask import Flask, current_app, g, request
+from flask import Flask, Request, g, request
 from globus_action_provider_tools.errors import AuthenticationError
 from globus_action_provider_tools.flask.helpers import FlaskAuthStateBuilder
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -28,12 +29,15 @@ PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 def register_hooks(app: Flask) -> None:
     """One before_request running the checks in order (one hook, not three:
     Flask wraps and looks up every registered function on every request)."""
-    checks = [loopback_only] if app.config["AUTH_MODE"] == "dev" else []
+    checks: list[Callable[[Flask, Request], None]] = (
+        [loopback_only] if app.config["AUTH_MODE"] == "dev" else []
+    )
     checks += [check_token, validate_run_request]
 
     def before_request() -> None:
+        req = request._get_current_object()  # type: ignore[attr-defined]
         for check in checks:
-            check()
+            check(app, req)
 
     app.before_request(before_request)
 
@@ -51,10 +55,10 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def loopback_only() -> None:
+def loopback_only(app: Flask, req: Request) -> None:
     """Dev tokens are guessable: serve only this machine's own clients. A
     request relayed by a proxy (which would connect from loopback) is refused."""
-    environ = request.environ
+    environ = req.environ
     for key in _PROXY_ENVIRON_KEYS:
         if key in environ:
             raise ActionForbidden("This provider runs in dev mode: no proxied clients.")
@@ -62,16 +66,15 @@ def loopback_only() -> None:
         raise ActionForbidden("This provider runs in dev mode: loopback clients only.")
 
 
-def check_token() -> None:
+def check_token(app: Flask, req: Request) -> None:
     """Build the caller's AuthState (library path) into ``g.auth_state``."""
-    req = request._get_current_object()  # type: ignore[attr-defined]
     if req.routing_exception is not None:
         raise req.routing_exception  # 404/405 before asking Globus Auth
     if req.method == "OPTIONS" or req.endpoint in PUBLIC_ENDPOINTS:
         return
-    builder: FlaskAuthStateBuilder = current_app.extensions["auth_state_builder"]
+    builder: FlaskAuthStateBuilder = app.extensions["auth_state_builder"]
     try:
-        g.auth_state = builder.build_from_request()
+        g.auth_state = builder.build_from_request(request=req)
     except AuthenticationError as error:
         raise BearerUnauthorized(str(error)) from None
     except globus_sdk.GlobusAPIError as error:
@@ -92,28 +95,24 @@ def check_token() -> None:
         raise AuthUnavailable("Globus Auth is unavailable; try again shortly.") from None
 
 
-def validate_run_request() -> None:
+def validate_run_request(app: Flask, req: Request) -> None:
     """Parse and validate the body of a run request into ``g.action_request``.
 
     POST only: an OPTIONS request (answered without a token) must not reveal
     what validation thinks of its body.
     """
-    if request.endpoint != "provider.run" or request.method != "POST":
+    if req.endpoint != "provider.run" or req.method != "POST":
         return
-    validator: RunRequestValidator = current_app.extensions["run_validator"]
-    g.action_request = validator.validate(parse_json(read_body()))
+    validator: RunRequestValidator = app.extensions["run_validator"]
+    g.action_request = validator.validate(parse_json(read_body(req)))
 
 
-def read_body() -> bytes:
+def read_body(req: Request) -> bytes:
     """The request body, 413 beyond MAX_CONTENT_LENGTH. Werkzeug 2.3 silently
     truncates a streamed (chunked) body at the limit, so look for one more byte."""
-    data = request.get_data()
-    limit = request.max_content_length
-    if (
-        limit is not None
-        and request.content_length is None
-        and len(data) >= limit
-        and request.environ["wsgi.input"].read(1)
-    ):
-        raise RequestEntityTooLarge()
+    data = req.get_data()
+    if req.content_length is None:
+        limit = req.max_content_length
+        if limit is not None and len(data) >= limit and req.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
     return data
