@@ -40,4 +40,5 @@ class FastJSONProvider(JsonProvider):  # type: ignore[misc, valid-type]
             body = b""
         if not body or not body.isascii():
             return super().response(*args, **kwargs)
-        return self._app.response_class(body + b"\n", mimetype=self.mimetype)
+        # content_type, not mimetype: no charset to add to application/json, nothing to work out
+        return self._app.response_class(body + b"\n", content_type=self.mimetype)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import sys
 from datetime import UTC, datetime
@@ -23,6 +24,22 @@ FORMATS = ("json", "text")
 MAX_FIELD = 256  # longest client-controlled string (path, user agent) logged
 LOGGED_BY_APP = "whattimeisitrightnow.logged"  # app.observability sets it in the environ
 _BEARER = re.compile(r"(?i)\b(bearer\s+)\S+")
+
+
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def process_id() -> int:
+    """``os.getpid()`` without a system call a line (kept up to date across forks)."""
+    return _pid
 
 
 def redact(text: str) -> str:

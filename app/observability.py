@@ -34,7 +34,14 @@ from prometheus_client import generate_latest as _generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from werkzeug.exceptions import ServiceUnavailable
 
-from app.logs import LOGGED_BY_APP, clip, json_line, json_stderr_handler, write_line
+from app.logs import (
+    LOGGED_BY_APP,
+    clip,
+    json_line,
+    json_stderr_handler,
+    process_id,
+    write_line,
+)
 
 log = logging.getLogger("app.request")
 
@@ -168,8 +175,10 @@ def _start_request() -> None:
     req = request._get_current_object()  # type: ignore[attr-defined]
     ctx_g = g._get_current_object()  # type: ignore[attr-defined]
     ctx_g.request_started = time.perf_counter()
-    incoming = req.environ.get("HTTP_X_REQUEST_ID", "")  # the X-Request-ID header
-    ctx_g.request_id = incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else _new_request_id()
+    incoming = req.environ.get("HTTP_X_REQUEST_ID")  # the X-Request-ID header
+    ctx_g.request_id = (
+        incoming if incoming and _SAFE_REQUEST_ID.fullmatch(incoming) else _new_request_id()
+    )
 
 
 def _finish_request(response: Response) -> Response:
@@ -226,7 +235,7 @@ def _write_request_line(
     (logging then tries, and reports the failure its own way)."""
     line = json_line(
         time.time(), logging.getLevelName(level), log.name, f"{method} {route} {status}",
-        os.getpid(), fields, plain=True,  # every field a str, int, finite float or None
+        process_id(), fields, plain=True,  # every field a str, int, finite float or None
     )
     try:
         write_line(handler, line)

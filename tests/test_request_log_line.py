@@ -25,6 +25,7 @@ from app.logs import (
     _StderrHandler,
     json_line,
     json_stderr_handler,
+    process_id,
 )
 from tests.server import gunicorn_process
 
@@ -194,3 +195,16 @@ def test_under_gunicorn_each_request_is_logged_once(tmp_path):
 def test_the_stderr_handler_follows_sys_stderr(capsys):
     handler = ours()
     assert handler.stream is sys.stderr
+
+
+def test_the_process_id_of_a_line_is_the_forked_childs():
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: report what a log line would say, and its real pid
+        os.write(write_end, f"{process_id()} {os.getpid()}".encode())
+        os._exit(0)
+    os.close(write_end)
+    reported, real = os.read(read_end, 100).decode().split()
+    os.waitpid(child, 0)
+    os.close(read_end)
+    assert reported == real == str(child) and process_id() == os.getpid() != child
