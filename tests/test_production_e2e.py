@@ -135,6 +135,35 @@ def test_oversized_bodies_are_413_json_even_chunked(url):
     assert chunked.status_code == 413 and chunked.json()["code"]
 
 
+def test_bodies_read_whole_in_pieces_or_refused_when_cut_short(url):
+    """A body sent in pieces is read whole; a client that stops sending before
+    its Content-Length is a 400 JSON (not a hang, not a 500)."""
+    parts = urlsplit(url)
+    body = b'{"request_id": "pieces", "body": {"utc_offset": 2}}'
+
+    def exchange(declared: int, pieces: list[bytes]) -> tuple[bytes, dict]:
+        head = (f"POST /run HTTP/1.1\r\nHost: x\r\nAuthorization: {ALICE['Authorization']}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {declared}\r\n"
+                "Connection: close\r\n\r\n")
+        with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+            sock.sendall(head.encode())
+            for piece in pieces:
+                time.sleep(0.05)
+                sock.sendall(piece)
+            sock.shutdown(socket.SHUT_WR)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        status_line, _, rest = answer.partition(b"\r\n")
+        return status_line, json.loads(rest.partition(b"\r\n\r\n")[2])
+
+    status_line, document = exchange(len(body), [body[:10], body[10:30], body[30:]])
+    assert status_line.startswith(b"HTTP/1.1 202 ") and document["status"] == "ACTIVE"
+    status_line, document = exchange(len(body) + 20, [body])
+    assert status_line.startswith(b"HTTP/1.1 400 "), status_line
+    assert set(document) == {"code", "description"}
+
+
 def test_requests_gunicorn_refuses_get_json_errors(url):
     """Request line or headers too long, a malformed header: gunicorn answers
     these itself, before the app; its HTML page is replaced by JSON."""
