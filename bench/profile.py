@@ -43,7 +43,7 @@ def main() -> int:
     parser.add_argument("--scenario", choices=SCENARIOS, default="status")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--top", type=int, default=40)
-    parser.add_argument("--conf", choices=tuple(bench_run.CONFS), default="repo")
+    parser.add_argument("--conf", choices=tuple(bench_run.CONFS), default="bench")
     args = parser.parse_args()
     bench_run.CONF = bench_run.CONFS[args.conf]
     wrk_bin = ensure_wrk()

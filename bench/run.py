@@ -6,8 +6,9 @@
 
 Installs wrk (Debian package) if missing. Starts the service (dev auth, actions
 that stay ACTIVE for a day) and bench/bare_app.py under the same gunicorn
-settings (-c gunicorn.conf.py, production's; --conf bench or prod: sync
-workers, bench/gunicorn*.conf.py), both on 127.0.0.1, and
+settings (-c bench/gunicorn.conf.py: sync workers; --conf prod adds
+production's logs and metrics; --conf repo is production's gunicorn.conf.py
+itself), both on 127.0.0.1, and
 loads them in turn with wrk; each round measures the bare app first, then the
 scenarios, so every ratio compares figures taken moments apart. Prints medians
 over the rounds and writes everything to bench/results/<time>.json.
@@ -46,7 +47,7 @@ CONFS = {
     # multiprocess metrics), taken from the directory of the app being served
     "repo": ROOT / "gunicorn.conf.py",
 }
-CONF = CONFS["repo"]  # --conf sets it: every server of a run uses the same file
+CONF = CONFS["bench"]  # --conf sets it: every server of a run uses the same file
 TOKEN = "dev-token-bench"
 CONNECTIONS = 4
 
@@ -393,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", metavar="GIT_REF",
                         help="also serve the app/ of this commit (e.g. main) beside the "
                         "working tree's, interleaved: scenario@baseline rows")
-    parser.add_argument("--conf", choices=tuple(CONFS), default="repo",
+    parser.add_argument("--conf", choices=tuple(CONFS), default="bench",
                         help="gunicorn settings for every server: bench (sync workers, no "
                         "access log), prod (the same + production's JSON access log and "
                         "multiprocess metrics) or repo (./gunicorn.conf.py itself: gthread "
