@@ -36,14 +36,17 @@ class ProviderFlask(Flask):
 
     _SYNC_CACHE_LIMIT = 1024  # registered functions; bound methods are new each time
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync_funcs: dict[Any, Callable[..., Any]] = {}
+
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        cache: dict[Any, Callable[..., Any]] = self.__dict__.setdefault("_sync_funcs", {})
         try:
-            return cache[func]
+            return self._sync_funcs[func]
         except KeyError:
             result = super().ensure_sync(func)
-            if len(cache) < self._SYNC_CACHE_LIMIT:
-                cache[func] = result
+            if len(self._sync_funcs) < self._SYNC_CACHE_LIMIT:
+                self._sync_funcs[func] = result
             return result
         except TypeError:  # unhashable callable
             return super().ensure_sync(func)
