@@ -284,6 +284,11 @@ def bench_load(args: argparse.Namespace, wrk_bin: str, stores: list[Store]) -> d
                             gunicorn("app:create_app()", workers, env, cwd=args.baseline_dir))
                     runs = [(n + t, n, url) for n in scenarios for t, url in targets.items()]
                     ids = {t: start_action(url, paths) for t, url in targets.items()}
+                    if args.auth_ceiling and "introspect" in scenarios:
+                        # GET / of the library's auth alone (bench/auth_app.py)
+                        auth_app = servers.enter_context(gunicorn("bench.auth_app:app", workers))
+                        runs.append(("introspect@auth-only", "introspect", auth_app))
+                        ids["@auth-only"] = ""
                     series = {"bare": Series(), **{label: Series() for label, _, _ in runs}}
                     for label, name, url in runs:  # warm-up
                         scenario_call(name, wrk_bin, url, 1, paths, ids[label[len(name):]])
@@ -399,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
                         "access log), prod (the same + production's JSON access log and "
                         "multiprocess metrics) or repo (./gunicorn.conf.py itself: gthread "
                         "workers with keep-alive, JSON access log, multiprocess metrics)")
+    parser.add_argument("--auth-ceiling", action="store_true",
+                        help="also measure bench/auth_app.py (the library's auth, then a fixed "
+                        "response): row introspect@auth-only")
     parser.add_argument("--only", choices=("load", "flatness", "memory"), action="append",
                         help="run only these parts (repeatable)")
     args = parser.parse_args(argv)
