@@ -119,7 +119,7 @@ def read_body(app: Flask, req: Request) -> bytes:
         # A body of known, allowed length: read it straight from the server's
         # stream, without werkzeug's stream wrappers (what get_data would read).
         return _read_exactly(environ["wsgi.input"], length)
-    return _read_streamed(req)
+    return _read_streamed(req, length, limit)
 
 
 def _read_exactly(stream: Any, length: int) -> bytes:
@@ -132,12 +132,16 @@ def _read_exactly(stream: Any, length: int) -> bytes:
     return data
 
 
-def _read_streamed(req: Request) -> bytes:
-    """A chunked body, or one over the limit (werkzeug answers 413). Werkzeug 2.3
-    silently truncates a streamed body at the limit, so look for one more byte."""
+def _read_streamed(req: Request, length: int | None, limit: int | None) -> bytes:
+    """A chunked body (``length`` None), or one over ``limit`` (werkzeug answers
+    413). Werkzeug 2.3 silently truncates a streamed body at the limit, so look
+    for one more byte."""
     data = req.get_data()
-    if req.content_length is None:
-        limit = req.max_content_length
-        if limit is not None and len(data) >= limit and req.environ["wsgi.input"].read(1):
-            raise RequestEntityTooLarge()
+    if (
+        length is None
+        and limit is not None
+        and len(data) >= limit
+        and req.environ["wsgi.input"].read(1)
+    ):
+        raise RequestEntityTooLarge()
     return data
