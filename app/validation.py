@@ -212,7 +212,39 @@ def _compile_fast(
         return None
     if components is not None:
         fast_schema["components"] = components
+    _exclusive_one_of_as_any_of(fast_schema)
     return fastjsonschema.compile(fast_schema, use_default=False, use_formats=False)
+
+
+# JSON types no value has two of ("integer" is a kind of "number").
+_TYPE_FAMILY = {"integer": "number", "number": "number", "string": "string",
+                "object": "object", "array": "array", "boolean": "boolean", "null": "null"}
+
+
+def _exclusive_one_of_as_any_of(node: Any) -> None:
+    """Rewrite, in place, each ``oneOf`` whose branches each demand one JSON
+    type, no two the same (e.g. a number or a string), as ``anyOf``: no value
+    can match two such branches, so both accept the same values, and the
+    compiled ``anyOf`` stops at the first match where ``oneOf`` tries every
+    branch (raising, and catching, an exception for each that fails)."""
+    if isinstance(node, list):
+        for item in node:
+            _exclusive_one_of_as_any_of(item)
+        return
+    if not isinstance(node, dict):
+        return
+    branches = node.get("oneOf")
+    if isinstance(branches, list) and "anyOf" not in node:
+        families = [_type_family(branch) for branch in branches]
+        if None not in families and len(set(families)) == len(families):
+            node["anyOf"] = node.pop("oneOf")
+    for value in node.values():
+        _exclusive_one_of_as_any_of(value)
+
+
+def _type_family(branch: Any) -> str | None:
+    kind = branch.get("type") if isinstance(branch, dict) else None
+    return _TYPE_FAMILY.get(kind) if isinstance(kind, str) else None
 
 
 def _strip_formats(
