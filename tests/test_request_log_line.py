@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 import requests
+from flask import Response
 from gunicorn.config import Config
 
 from app.logs import (
@@ -27,6 +28,7 @@ from app.logs import (
     json_stderr_handler,
     process_id,
 )
+from app.observability import _body_length
 from tests.server import gunicorn_process
 
 REQUEST_LOG = logging.getLogger("app.request")
@@ -208,3 +210,13 @@ def test_the_process_id_of_a_line_is_the_forked_childs():
     os.waitpid(child, 0)
     os.close(read_end)
     assert reported == real == str(child) and process_id() == os.getpid() != child
+
+
+def test_logged_bytes_is_the_body_length_or_the_header():
+    assert _body_length(Response(b"abc")) == 3
+    assert _body_length(Response("é")) == 2  # bytes, not characters
+    streamed = Response(part for part in [b"a", b"b"])
+    assert _body_length(streamed) is None
+    assert list(streamed.response) == [b"a", b"b"]  # not consumed to count it
+    declared = Response((part for part in [b"ab"]), headers={"Content-Length": "2"})
+    assert _body_length(declared) == 2
