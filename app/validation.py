@@ -216,6 +216,8 @@ def _compile_fast(
     return fastjsonschema.compile(fast_schema, use_default=False, use_formats=False)
 
 
+# Keywords whose values are JSON documents to compare with, not schemas.
+_DATA_KEYWORDS = frozenset({"enum", "const", "examples", "example", "default"})
 # JSON types no value has two of ("integer" is a kind of "number").
 _TYPE_FAMILY = {"integer": "number", "number": "number", "string": "string",
                 "object": "object", "array": "array", "boolean": "boolean", "null": "null"}
@@ -238,8 +240,9 @@ def _exclusive_one_of_as_any_of(node: Any) -> None:
         families = [_type_family(branch) for branch in branches]
         if None not in families and len(set(families)) == len(families):
             node["anyOf"] = node.pop("oneOf")
-    for value in node.values():
-        _exclusive_one_of_as_any_of(value)
+    for key, value in node.items():
+        if key not in _DATA_KEYWORDS:  # values there are instances, not schemas
+            _exclusive_one_of_as_any_of(value)
 
 
 def _type_family(branch: Any) -> str | None:

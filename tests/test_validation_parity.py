@@ -169,6 +169,12 @@ def test_one_of_with_exclusive_types_becomes_any_of_at_any_depth():
     assert "anyOf" in _rewritten(load_input_schema())["properties"]["utc_offset"]
 
 
+def test_documents_inside_a_schema_are_not_rewritten():
+    schema = {"properties": {k: {k: [NUMBER_OR_STRING]} for k in ("enum", "examples")},
+              "const": NUMBER_OR_STRING, "default": NUMBER_OR_STRING}
+    assert _rewritten(schema) == schema
+
+
 @pytest.mark.parametrize("schema", OVERLAPPING, ids=repr)
 def test_one_of_whose_branches_can_overlap_is_kept(schema):
     assert _rewritten(schema) == schema
