@@ -8,7 +8,7 @@ import uuid
 import pytest
 from globus_action_provider_tools.data_types import ActionStatus
 
-from tests.globus_fakes import SCOPE
+from app.testing import SCOPE
 from tests.spec import assert_conforms
 
 

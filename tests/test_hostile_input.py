@@ -20,7 +20,7 @@ from hypothesis.control import currently_in_test_context
 
 from app import create_app
 from app.paging import encode_marker
-from tests.conftest import FakeClock
+from app.testing import FakeClock
 
 ALICE = {"Authorization": "Bearer dev-token-alice"}
 BOB = {"Authorization": "Bearer dev-token-bob"}
