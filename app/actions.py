@@ -1,4 +1,5 @@
-"""The business rules of whattimeisitrightnow: start, status, cancel, release.
+"""The business rules of whattimeisitrightnow: start, status, cancel, resume,
+release, enumerate, log.
 
 Pure: the clock and the random source are injected, the store is a parameter,
 and the only I/O is through the store. An action's public status is a function
@@ -315,7 +316,7 @@ class ActionService:
             )
         return deadline
 
-    # --- status, cancel, release --------------------------------------------
+    # --- status, cancel, resume, release -------------------------------------
     def status(self, action_id: str, caller: AuthState) -> dict[str, Any]:
         now = self.clock()
         record = self._visible(action_id, caller, now)
@@ -328,6 +329,15 @@ class ActionService:
         if cancelled is None:
             raise ActionConflict(f"Action {action_id} has already completed")
         return public_status(cancelled, now)
+
+    def resume(self, action_id: str, caller: AuthState) -> dict[str, Any]:
+        """Resume an INACTIVE action. Ours never become INACTIVE, so a running
+        action is returned unchanged; a completed one is a conflict, as for cancel."""
+        now = self.clock()
+        record = self._manageable(action_id, caller, now)
+        if is_complete(record, now):
+            raise ActionConflict(f"Action {action_id} has already completed")
+        return public_status(record, now)
 
     def release(self, action_id: str, caller: AuthState) -> dict[str, Any]:
         now = self.clock()

@@ -9,7 +9,6 @@ import socket
 from flask import Flask, Response
 from globus_action_provider_tools.flask.exceptions import (
     ActionConflict,
-    ActionNotFound,
     ActionProviderError,
     ActionProviderToolsException,
     BadActionRequest,
@@ -19,6 +18,7 @@ from werkzeug.exceptions import (
     Forbidden,
     HTTPException,
     MethodNotAllowed,
+    NotFound,
     RequestEntityTooLarge,
     ServiceUnavailable,
 )
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 _LIBRARY_CLASSES: dict[int, type[ActionProviderToolsException]] = {
     400: BadActionRequest,
     401: UnauthorizedRequest,
-    404: ActionNotFound,
     409: ActionConflict,
     500: ActionProviderError,
 }
@@ -47,6 +46,15 @@ class ActionMethodNotAllowed(ActionProviderToolsException, MethodNotAllowed):
         if self.valid_methods:
             headers.append(("Allow", ", ".join(self.valid_methods)))
         return headers
+
+
+class RouteNotFound(ActionProviderToolsException, NotFound):
+    """A path no route matches. Its code is ``NotFound``, so that a client can
+    tell a wrong URL from an unknown action (``ActionNotFound``)."""
+
+    @property
+    def name(self) -> str:
+        return "NotFound"
 
 
 class RequestTooLarge(ActionProviderToolsException, RequestEntityTooLarge):
@@ -83,6 +91,8 @@ def as_json_error(error: HTTPException) -> ActionProviderToolsException:
         return error
     if isinstance(error, MethodNotAllowed):
         return ActionMethodNotAllowed(valid_methods=error.valid_methods)
+    if isinstance(error, NotFound):
+        return RouteNotFound("No such path on this provider.")
     if isinstance(error, RequestEntityTooLarge):
         return RequestTooLarge("The request body is larger than this provider accepts.")
     cls = _LIBRARY_CLASSES.get(error.code or 500)

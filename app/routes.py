@@ -78,6 +78,12 @@ def cancel(action_id: str) -> Response:
     return jsonify(service().cancel(action_id, g.auth_state))
 
 
+@bp.post("/<action_id>/resume")
+@bp.post("/actions/<action_id>/resume")
+def resume(action_id: str) -> Response:
+    return jsonify(service().resume(action_id, g.auth_state))
+
+
 @bp.post("/<action_id>/release")
 @bp.delete("/actions/<action_id>")
 def release(action_id: str) -> Response:

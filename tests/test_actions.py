@@ -25,7 +25,7 @@ from app.actions import (
     parse_utc_offset,
 )
 from app.store import MemoryStore
-from tests.conftest import FakeClock
+from app.testing import FakeClock
 
 ALICE = "urn:globus:auth:identity:11111111-1111-4111-8111-111111111111"
 BOB = "urn:globus:auth:identity:22222222-2222-4222-8222-222222222222"

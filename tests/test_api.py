@@ -8,7 +8,7 @@ import uuid
 import pytest
 from globus_action_provider_tools.data_types import ActionStatus
 
-from tests.globus_fakes import SCOPE
+from app.testing import SCOPE
 from tests.spec import assert_conforms
 
 
@@ -459,7 +459,7 @@ def test_automatic_release_after_release_after(make_app, alice, clock):
 # --- HTTP-level errors are JSON ---------------------------------------------------
 def test_unknown_route_is_404_json(client, alice):
     response = client.get("/does/not/exist", headers=alice.headers)
-    assert response.status_code == 404 and response.json["code"] == "ActionNotFound"
+    assert response.status_code == 404 and response.json["code"] == "NotFound"
 
 
 def test_wrong_method_is_405_json_with_allow(client, alice):

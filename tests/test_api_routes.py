@@ -117,7 +117,7 @@ def test_extra_slashes_are_404_json_not_redirects(client, alice):
     ]:
         response = client.open(path, method=method, headers=alice.headers)
         assert response.status_code == 404, (method, path, response.status_code)
-        assert response.json["code"] == "ActionNotFound", path
+        assert response.json["code"] == "NotFound", path
     assert client.get(f"/actions/{action_id}", headers=alice.headers).status_code == 200
 
 

@@ -11,7 +11,7 @@ import requests
 import responses
 from globus_action_provider_tools.authentication import AuthState
 
-from tests.globus_fakes import INTROSPECT_URL, MY_GROUPS_URL, TOKEN_URL
+from app.testing import INTROSPECT_URL, MY_GROUPS_URL, TOKEN_URL
 
 OUTAGES = {
     "connection refused": {"body": requests.ConnectionError("connection refused")},

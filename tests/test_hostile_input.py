@@ -20,7 +20,7 @@ from hypothesis.control import currently_in_test_context
 
 from app import create_app
 from app.paging import encode_marker
-from tests.conftest import FakeClock
+from app.testing import FakeClock
 
 ALICE = {"Authorization": "Bearer dev-token-alice"}
 BOB = {"Authorization": "Bearer dev-token-bob"}
@@ -141,7 +141,7 @@ def paths(draw, world_ids: tuple[str, str]) -> str:
         return draw(st.sampled_from(["/", "/run", "/healthz", "/metrics"]))
     if kind == "action":
         action_id = draw(st.one_of(st.sampled_from(world_ids), segment))
-        verb = draw(st.one_of(st.sampled_from(["status", "cancel", "release"]), segment))
+        verb = draw(st.one_of(st.sampled_from(["status", "cancel", "resume", "release"]), segment))
         return f"/{quote(action_id, safe='')}/{quote(verb, safe='')}"
     return "/" + "/".join(quote(s, safe="") for s in draw(st.lists(segment, max_size=4)))
 
