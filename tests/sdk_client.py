@@ -1,10 +1,12 @@
 """A client of this provider written the way a Python user writes one:
 globus-sdk has no Action Provider client, so a small ``globus_sdk.BaseClient``
-subclass with a ``base_url`` and an authorizer (DESIGN.md, "Clients").
+subclass with a ``base_url`` and an authorizer (README, "From Python
+(globus-sdk)", shows the same few lines).
 
-It lives in tests/ because it is an example and a test driver, not a product:
-the provider ships a service, and its users already have globus-sdk (or the
-Flows service) to talk to any Action Provider; README shows the same few lines.
+It lives in tests/ as the example README points to and as the driver of
+test_sdk_client.py. The project's own client is ap-client (README,
+"Command-line client"), which works with any Action Provider; this one is
+what a Python user writes for this provider alone.
 """
 
 from __future__ import annotations

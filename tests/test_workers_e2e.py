@@ -19,16 +19,16 @@ import pytest
 import requests
 
 from app.store import open_store
+from tests.helpers import DEV_ALICE as ALICE
 from tests.server import gunicorn, gunicorn_process
 
 pytestmark = pytest.mark.e2e
-ALICE = {"Authorization": "Bearer dev-token-alice"}
-URL_FIXTURES = {"sqlite": "sqlite_url", "postgresql": "postgres_url"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest) -> str:
-    return request.getfixturevalue(URL_FIXTURES[request.param])
+@pytest.fixture
+def store_url(sql_url: str) -> str:
+    """Each SQL store in turn (conftest.py): the memory store is per worker."""
+    return sql_url
 
 
 def server_env(store_url: str) -> dict[str, str]:
