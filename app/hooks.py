@@ -3,7 +3,6 @@ validation. They run in that order, after routing, for every request."""
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import logging
 from collections.abc import Callable
@@ -48,7 +47,6 @@ def register_hooks(app: Flask) -> None:
 _PROXY_ENVIRON_KEYS = tuple("HTTP_" + h.upper().replace("-", "_") for h in PROXY_HEADERS)
 
 
-@functools.lru_cache(maxsize=1024)
 def is_loopback(address: str) -> bool:
     """Is this client address (``request.remote_addr``) a loopback address?"""
     try:
