@@ -10,9 +10,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import random
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -114,21 +114,14 @@ def fingerprint(request: ActionRequest) -> bytes:
     """A digest of everything in a run request but its request_id.
 
     Two requests with one request_id start one action only when their
-    fingerprints match (or the stored one is the request's legacy_fingerprint);
-    otherwise the second is a conflict.
+    fingerprints match; otherwise the second is a conflict.
     """
     canonical = _canonical(request)
     try:
         text = orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:  # e.g. an integer past 64 bits in the body
-        text = _stdlib_text(canonical)
+        text = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.blake2b(text, digest_size=16).digest()
-
-
-def legacy_fingerprint(request: ActionRequest) -> bytes:
-    """The fingerprint as versions before orjson computed it (the stdlib's
-    JSON text): a retry of a request stored by such a version still matches."""
-    return hashlib.blake2b(_stdlib_text(_canonical(request)), digest_size=16).digest()
 
 
 def _canonical(request: ActionRequest) -> dict[str, Any]:
@@ -144,18 +137,6 @@ def _canonical(request: ActionRequest) -> dict[str, Any]:
             None if request.release_after is None else request.release_after.total_seconds()
         ),
     }
-
-
-def _stdlib_text(canonical: dict[str, Any]) -> bytes:
-    return json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
-
-
-def new_action_id() -> str:
-    """``str(uuid.uuid4())`` (version 4, RFC 4122 variant) from one 16-byte
-    read, without building a UUID object."""
-    digits = os.urandom(16).hex()
-    variant = "89ab"[int(digits[16], 16) & 3]
-    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
 
 
 def iso(value: datetime) -> str:
@@ -262,7 +243,7 @@ class ActionService:
         stored, created = self.store.create(record, now)
         if created:
             self.store.sweep(now, SWEEP_LIMIT)
-        elif stored.fingerprint not in (record.fingerprint, legacy_fingerprint(request)):
+        elif stored.fingerprint != record.fingerprint:
             raise ActionConflict(
                 f"request_id {request.request_id!r} was already used for a different request"
             )
@@ -290,7 +271,7 @@ class ActionService:
         intern = self._intern
         identities = intern.principals(tuple(sorted(caller.identities)))
         return ActionRecord(
-            action_id=new_action_id(),
+            action_id=str(uuid.uuid4()),
             creator_id=intern(caller.effective_identity),
             request_id=request.request_id,
             fingerprint=fingerprint(request),
