@@ -39,7 +39,6 @@ from app.logs import (
     clip,
     json_line,
     json_stderr_handler,
-    process_id,
     write_line,
 )
 
@@ -214,7 +213,7 @@ def _finish_request(response: Response) -> Response:
         fields["caller"] = caller
     fields["remote_addr"] = req.environ.get("REMOTE_ADDR")
     fields["user_agent"] = clip(req.environ.get("HTTP_USER_AGENT"))
-    fields["bytes"] = _body_length(response)
+    fields["bytes"] = response.content_length
     handler = json_stderr_handler(log, level)
     if handler is None or not _write_request_line(handler, level, method, route, status, fields):
         _log_request(level, (method, route, status), fields)
@@ -223,17 +222,6 @@ def _finish_request(response: Response) -> Response:
 
 
 _FINISH_LINE = _finish_request.__code__.co_firstlineno
-
-
-def _body_length(response: Response) -> int | None:
-    """The body's length in bytes: read off the body when it is the one bytes
-    object ``set_data`` stores (every JSON answer: cheaper than parsing the
-    Content-Length header back), else the Content-Length header (None if
-    there is none, e.g. a streamed body)."""
-    body = response.response
-    if type(body) is list and len(body) == 1 and type(body[0]) is bytes:
-        return len(body[0])
-    return response.content_length
 
 
 def _write_request_line(
@@ -246,7 +234,7 @@ def _write_request_line(
     (logging then tries, and reports the failure its own way)."""
     line = json_line(
         time.time(), logging.getLevelName(level), log.name, f"{method} {route} {status}",
-        process_id(), fields, plain=True,  # every field a str, int, finite float or None
+        os.getpid(), fields, plain=True,  # every field a str, int, finite float or None
     )
     try:
         write_line(handler, line)
