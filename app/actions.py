@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import isodate
 import orjson
@@ -216,6 +216,29 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class ActionEvents(Protocol):
+    """Told of each action started, cancelled, or released by its manager
+    (metrics: app.observability.Metrics)."""
+
+    def started(self) -> None: ...
+
+    def cancelled(self) -> None: ...
+
+    def released(self, outcome: str) -> None:
+        """``outcome``: succeeded, failed or cancelled."""
+
+
+class _NoEvents:
+    def started(self) -> None:
+        pass
+
+    def cancelled(self) -> None:
+        pass
+
+    def released(self, outcome: str) -> None:
+        pass
+
+
 class ActionService:
     """The provider's operations, each checked against the caller's rights."""
 
@@ -225,8 +248,10 @@ class ActionService:
         settings: Settings,
         clock: Clock = utc_now,
         rng: random.Random | None = None,
+        events: ActionEvents | None = None,
     ) -> None:
         self.store = store
+        self.events = events or _NoEvents()
         self.settings = settings
         self.clock = clock
         # By default the random module's shared generator: the stdlib reseeds
@@ -242,6 +267,7 @@ class ActionService:
         record = self._new_record(request, caller, now)
         stored, created = self.store.create(record, now)
         if created:
+            self.events.started()
             self.store.sweep(now, SWEEP_LIMIT)
         elif stored.fingerprint != record.fingerprint:
             raise ActionConflict(
@@ -308,6 +334,7 @@ class ActionService:
         cancelled = self.store.cancel(action_id, now)
         if cancelled is None:
             raise ActionConflict(f"Action {action_id} has already completed")
+        self.events.cancelled()
         return public_status(cancelled, now)
 
     def release(self, action_id: str, caller: AuthState) -> dict[str, Any]:
@@ -319,7 +346,11 @@ class ActionService:
             )
         if not self.store.release(action_id):
             raise _not_found(action_id)
-        return public_status(record, now)
+        final = public_status(record, now)
+        self.events.released(
+            "cancelled" if final["display_status"] == "CANCELLED" else final["status"].lower()
+        )
+        return final
 
     # --- enumerate, log ---------------------------------------------------------
     def enumerate(

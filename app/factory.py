@@ -51,7 +51,7 @@ def create_app(
     app.extensions["run_validator"] = validator
     app.extensions["store"] = store
     app.extensions["actions"] = ActionService(
-        store, Settings.from_config(app.config), clock=clock, rng=rng
+        store, Settings.from_config(app.config), clock=clock, rng=rng, events=metrics
     )
     app.extensions["description"] = Description(
         provider_scope(app.config), validator.input_schema, app.config

@@ -2,7 +2,8 @@
 
 Token checking and run-request validation happen in before_request hooks
 (``app.hooks``); by the time a view runs, ``g.auth_state`` is the caller's
-library AuthState and, for a run, ``g.action_request`` the validated request.
+library AuthState and, for a view that ``takes_run_request``,
+``g.action_request`` the validated request.
 
 Each operation answers on the original path and on the newer /actions path
 the library's blueprint also serves; both rules share one endpoint, so the
@@ -15,6 +16,8 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from app.actions import ActionService
 from app.errors import ActionForbidden
+from app.hooks import takes_run_request
+from app.observability import log_action_id
 from app.paging import encode_marker, enumeration_marker, enumeration_query, log_query
 
 bp = Blueprint("provider", __name__)
@@ -43,6 +46,7 @@ def introspect() -> Response | tuple[Response, int]:
 
 @bp.post("/run")
 @bp.post("/actions")
+@takes_run_request
 def run() -> tuple[Response, int]:
     description = current_app.extensions["description"]
     if not g.auth_state.check_authorization(
@@ -50,7 +54,7 @@ def run() -> tuple[Response, int]:
     ):
         raise ActionForbidden("You may not run actions on this provider.")
     status, created = service().run(g.action_request, g.auth_state)
-    g.action_status = status  # for the request log and metrics (app.observability)
+    log_action_id(status["action_id"])
     return jsonify(status), 202 if created else 200
 
 
@@ -69,9 +73,7 @@ def cancel(action_id: str) -> Response:
 @bp.post("/<action_id>/release")
 @bp.delete("/actions/<action_id>")
 def release(action_id: str) -> Response:
-    final = service().release(action_id, g.auth_state)
-    g.action_status = final  # for the released_total outcome (app.observability)
-    return jsonify(final)
+    return jsonify(service().release(action_id, g.auth_state))
 
 
 @bp.get("/actions")
