@@ -63,3 +63,10 @@ METRICS_ENABLED: bool = True
 # Principal URNs (urn:globus:auth:identity:<uuid> or urn:globus:groups:id:<uuid>)
 # of the provider's administrators, published in the introspection document.
 ADMINISTERED_BY: list = []
+
+# --- Reverse proxy -------------------------------------------------------------
+# Addresses or networks (e.g. "10.0.0.0/24") of the reverse proxies in front of
+# the service. Only from these are X-Forwarded-For (the client's address, as
+# logged and as request.remote_addr) and X-Forwarded-Proto (https) believed;
+# from anyone else they are ignored. Default: a proxy on this host only.
+TRUSTED_PROXIES: list = ["127.0.0.1", "::1"]

@@ -18,6 +18,7 @@ from app.jsonprovider import FastJSONProvider
 from app.logs import configure_logging
 from app.observability import Metrics
 from app.observability import init_app as init_observability
+from app.proxy import TrustedProxyFix
 from app.routes import bp
 from app.settings import load_settings
 from app.store import open_store
@@ -90,4 +91,5 @@ def create_app(
     register_hooks(app)
     register_error_handlers(app)
     app.register_blueprint(bp)
+    app.wsgi_app = TrustedProxyFix(app.wsgi_app, app.config["TRUSTED_PROXIES"])  # type: ignore[method-assign]
     return app

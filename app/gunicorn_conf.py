@@ -13,8 +13,8 @@ variables read below.
   Workers are recycled every ~10,000 requests, except with the memory store.
 - Start-up: the configuration, credentials and store are checked in the
   master (app.startup) before any worker starts: one line and exit 2 if bad.
-- Proxy: X-Forwarded-For and X-Forwarded-Proto are believed only from
-  FORWARDED_ALLOW_IPS (default loopback only: a proxy on the same host).
+- Proxy: X-Forwarded-For and X-Forwarded-Proto are believed only from the
+  setting TRUSTED_PROXIES (default loopback only: a proxy on the same host).
 - Metrics: Prometheus multiprocess mode. PROMETHEUS_MULTIPROC_DIR is used if
   set (and emptied at start), else a private temporary directory is made and
   removed at exit. Dead workers are marked so their live gauges go.
@@ -29,6 +29,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from app.settings import ConfigError, load_settings
 
@@ -40,14 +41,15 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 METRICS_DIR = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 
-def _memory_store() -> bool:
+def _settings() -> dict[str, Any]:
     try:
-        return str(load_settings()["STORE_URL"]).lower().startswith("memory")
-    except ConfigError:
-        return True  # on_starting reports the bad setting
+        return load_settings()
+    except ConfigError:  # on_starting reports the bad setting
+        return {"STORE_URL": "memory://", "TRUSTED_PROXIES": []}
 
 
-MEMORY_STORE = _memory_store()
+_SETTINGS = _settings()
+MEMORY_STORE = str(_SETTINGS["STORE_URL"]).lower().startswith("memory")
 
 # --- workers and threads ---------------------------------------------------------
 # The memory store is per process: one worker, unless WEB_CONCURRENCY asks for
@@ -71,8 +73,8 @@ limit_request_line = 4094
 limit_request_fields = 50
 limit_request_field_size = 8190
 control_socket_disable = True
-# Addresses whose X-Forwarded-For / X-Forwarded-Proto are believed (the proxy's).
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+# The proxies whose X-Forwarded-Proto is believed (the app: X-Forwarded-For too).
+forwarded_allow_ips = ",".join(_SETTINGS["TRUSTED_PROXIES"])
 
 # --- logs ---------------------------------------------------------------------------
 logger_class = "app.logs.GunicornLogger"

@@ -12,6 +12,7 @@ wrote it), the problem and the expected form.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -71,6 +72,9 @@ class ServiceSettings(BaseSettings):
         "principal URNs (urn:globus:auth:identity:<uuid> or urn:globus:groups:id:<uuid>), "
         "as a JSON list or comma-separated"
     )
+    TRUSTED_PROXIES: list[str] = _form(
+        "IP addresses or networks (CIDR), as a JSON list or comma-separated"
+    )
 
     class Config:
         env_prefix = ENV_PREFIX
@@ -125,6 +129,14 @@ class ServiceSettings(BaseSettings):
             raise ValueError("not an ISO 8601 duration") from None
         if not isinstance(parsed, timedelta):  # isodate.Duration: years or months
             raise ValueError("years and months have no fixed length")
+        return value
+
+    @validator("TRUSTED_PROXIES", each_item=True)
+    def _address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(f"{value[:80]!r} is not an IP address or network") from None
         return value
 
     @validator("ADMINISTERED_BY", each_item=True)
