@@ -198,6 +198,8 @@ def _finish_request(response: Response) -> Response:
 
     level = logging.DEBUG if req.endpoint in _QUIET_ENDPOINTS else logging.INFO
     if not log.isEnabledFor(level):
+        if level == logging.DEBUG:  # a probe: no INFO line from gunicorn's access log either
+            req.environ[LOGGED_BY_APP] = True
         return response  # nobody reads it: do not build it
     fields: dict[str, Any] = {
         "request_id": request_id,
