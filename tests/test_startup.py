@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ import psycopg
 import pytest
 import requests
 
-from tests.server import ROOT, gunicorn
+from tests.server import ROOT, free_port, gunicorn
 from tests.store_fixtures import _conninfo, with_schema
 
 pytestmark = pytest.mark.e2e
@@ -160,3 +161,41 @@ def test_sqlite_folder_read_only(tmp_path):
         line = refused(GUNICORN, {"FLASK_STORE_URL": f"sqlite:///{folder}/actions.db"})
     assert f"SQLite cannot create or write {folder}/actions.db" in line
     assert f"write access to the folder {folder}" in line
+
+
+@pytest.fixture
+def password_postgres() -> Iterator[str]:
+    """A private PostgreSQL cluster (installed binaries) that checks passwords,
+    which the shared test server (trust auth) does not: its URL, without one."""
+    binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not binaries:
+        pytest.skip("no PostgreSQL server binaries (initdb) installed")
+    bin_dir = binaries[-1].parent
+    as_user = {"user": "postgres"} if os.geteuid() == 0 else {}  # initdb refuses root
+    folder = Path(tempfile.mkdtemp(prefix="wt-pg-"))
+    (folder / "pw").write_text("the-right-password\n")
+    if as_user:
+        shutil.chown(folder, "postgres")
+        shutil.chown(folder / "pw", "postgres")
+    port = free_port()
+
+    def run(*command: str) -> None:
+        subprocess.run(command, check=True, capture_output=True, timeout=120, **as_user)
+
+    try:
+        run(str(bin_dir / "initdb"), "-D", str(folder / "data"), "-U", "postgres",
+            "--auth=scram-sha-256", f"--pwfile={folder / 'pw'}")
+        run(str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-l", str(folder / "log"), "-w",
+            "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start")
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate",
+                        "stop"], capture_output=True, timeout=60, **as_user)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_postgres_wrong_password(password_postgres):
+    url = password_postgres.replace("postgres@", "postgres:not-the-password@", 1)
+    line = refused(GUNICORN, {"FLASK_STORE_URL": url})
+    assert "refused the password of user 'postgres'" in line
+    assert "not-the-password" not in line
