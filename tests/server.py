@@ -55,15 +55,19 @@ def gunicorn_process(
     output_path: Path | None = None,
     python: str = sys.executable,
     cwd: Path = ROOT,
+    conf: str = "python:app.gunicorn_conf",
+    startup_timeout: float = 30,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Like gunicorn(), also yielding the master process (its own process
     group, so ``os.killpg(process.pid, SIGKILL)`` kills master and workers).
     ``output_path``: keep the server's stdout and stderr in that file.
-    ``python``, ``cwd``: serve with another installation, from another place."""
+    ``python``, ``cwd``: serve with another installation, from another place.
+    ``conf``: the gunicorn settings (the production ones unless a benchmark
+    asks for its own). The one launcher of the tests and the benchmarks."""
     port = free_port()
     command = [
         python, "-m", "gunicorn", app,
-        "-c", "python:app.gunicorn_conf",
+        "-c", conf,
         "--bind", f"127.0.0.1:{port}",
         "--workers", str(workers),
         "--graceful-timeout", "2",
@@ -82,7 +86,7 @@ def gunicorn_process(
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_until_up(url, process, output)
+            wait_until_up(url, process, output, startup_timeout)
             yield url, process
         finally:
             if process.poll() is None:
