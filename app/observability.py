@@ -220,6 +220,8 @@ def _finish_request(response: Response) -> Response:
     view = app.view_functions.get(req.endpoint)
     level = logging.DEBUG if getattr(view, "quiet", False) else logging.INFO
     if not log.isEnabledFor(level):
+        if level == logging.DEBUG:  # a probe: no INFO line from gunicorn's access log either
+            req.environ[LOGGED_BY_APP] = True
         return response  # nobody reads it: do not build it
     fields: dict[str, Any] = {
         "request_id": request_id,

@@ -27,7 +27,7 @@ from globus_action_provider_tools.data_types import ActionRequest
 from globus_action_provider_tools.flask.exceptions import BadActionRequest
 
 SPEC_PATH = Path(__file__).parent / "spec" / "actions_spec.openapi.yaml"
-INPUT_SCHEMA_PATH = Path(__file__).parent.parent / "schema.json"
+INPUT_SCHEMA_PATH = Path(__file__).parent / "schema.json"  # the top-level schema.json (a link)
 MAX_ERRORS = 5
 MAX_MESSAGE = 200
 

@@ -179,6 +179,8 @@ def test_under_gunicorn_each_request_is_logged_once(tmp_path):
                             timeout=5).status_code == 200
         assert requests.get(url + "/healthz", headers={"X-Request-ID": "probe-1"},
                             timeout=5).status_code == 200
+        assert requests.get(url + "/metrics", headers={"X-Request-ID": "probe-2"},
+                            timeout=5).status_code == 200
         assert requests.get(url + "/nowhere", headers={**headers, "X-Request-ID": "lost-1"},
                             timeout=5).status_code == 404
     lines = [json.loads(x) for x in output.read_text().splitlines() if x.startswith("{")]
@@ -188,7 +190,19 @@ def test_under_gunicorn_each_request_is_logged_once(tmp_path):
 
     assert about("root-1") == ["app.request"]
     assert about("lost-1") == ["app.request"]
-    assert about("probe-1") == ["gunicorn.access"]  # the app logs probes at DEBUG only
+    # Probes are logged at DEBUG only, by the app: no INFO access line either.
+    assert about("probe-1") == [] and about("probe-2") == []
+
+
+@pytest.mark.e2e
+def test_under_gunicorn_probes_are_logged_at_debug(tmp_path):
+    output = tmp_path / "server.out"
+    with gunicorn_process({"FLASK_LOG_LEVEL": "DEBUG"}, output_path=output) as (url, _process):
+        assert requests.get(url + "/healthz", headers={"X-Request-ID": "probe-3"},
+                            timeout=5).status_code == 200
+    lines = [json.loads(x) for x in output.read_text().splitlines() if x.startswith("{")]
+    probes = [(x["logger"], x["level"]) for x in lines if x.get("request_id") == "probe-3"]
+    assert probes == [("app.request", "DEBUG")]
 
 
 def test_the_stderr_handler_follows_sys_stderr(capsys):
