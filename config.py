@@ -1,9 +1,11 @@
-"""Default configuration of whattimeisitrightnow.
+"""Default configuration of whattimeisitrightnow (shipped in the package as app/defaults.py).
 
-Every UPPER_CASE name here is a Flask config key. Override any of them with an
-environment variable ``FLASK_<NAME>`` (values are parsed as JSON when they can be,
-so ``FLASK_FAILURE_RATE=0.5`` is a number and ``FLASK_CLIENT_ID=abc`` a string),
-or, in tests, with ``create_app({"NAME": value})``.
+Every UPPER_CASE name here is a setting, typed and checked by app/settings.py.
+Override any of them in the operator's file named by WHATTIMEISITRIGHTNOW_CONFIG
+(a Python file like this one, with only the keys it changes), with an
+environment variable ``FLASK_<NAME>`` read by the key's type (booleans
+true/false, yes/no, on/off, 1/0; lists as JSON or comma-separated; ISO 8601
+durations), or, in tests, with ``create_app({"NAME": value})``.
 """
 
 # --- Globus Auth -------------------------------------------------------------
@@ -63,3 +65,10 @@ METRICS_ENABLED: bool = True
 # Principal URNs (urn:globus:auth:identity:<uuid> or urn:globus:groups:id:<uuid>)
 # of the provider's administrators, published in the introspection document.
 ADMINISTERED_BY: list = []
+
+# --- Reverse proxy -------------------------------------------------------------
+# Addresses or networks (e.g. "10.0.0.0/24") of the reverse proxies in front of
+# the service. Only from these are X-Forwarded-For (the client's address, as
+# logged and as request.remote_addr) and X-Forwarded-Proto (https) believed;
+# from anyone else they are ignored. Default: a proxy on this host only.
+TRUSTED_PROXIES: list = ["127.0.0.1", "::1"]

@@ -10,29 +10,10 @@ import argparse
 import ipaddress
 import os
 import sys
-from typing import Any
 
-import gunicorn.util
-from gunicorn.app.base import BaseApplication
+from gunicorn.app.wsgiapp import WSGIApplication
 
-from app import create_app
-from app.auth import MissingCredentials
-from app.errors import write_gunicorn_error
-from app.store import StoreError
-
-
-class _Server(BaseApplication):
-    def __init__(self, application: Any, options: dict[str, Any]) -> None:
-        self.application = application
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Any:
-        return self.application
+from app.startup import check_or_exit
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -56,37 +37,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    overrides: dict[str, Any] = {}
     if args.dev:
-        overrides["AUTH_MODE"] = "dev"
         if not _is_loopback(args.host):
             print(f"--dev serves loopback clients only; not binding {args.host}", file=sys.stderr)
             return 2
+        os.environ["FLASK_AUTH_MODE"] = "dev"
     if args.store:
-        overrides["STORE_URL"] = args.store
-    try:
-        application = create_app(overrides)
-    except (MissingCredentials, StoreError, ValueError) as error:
-        print(f"whattimeisitrightnow: {error}", file=sys.stderr)
-        return 2
-    if application.config["AUTH_MODE"] == "dev":
+        os.environ["FLASK_STORE_URL"] = args.store
+    config = check_or_exit(workers=1)  # one line and exit 2 if anything is wrong
+    if config["AUTH_MODE"] == "dev":
         _print_dev_banner(args.host, args.port)
-    gunicorn.util.write_error = write_gunicorn_error  # JSON, as in gunicorn.conf.py
-    # One process: the memory store lives in it. Scale out with gunicorn and a
-    # SQL store (see README).
-    _Server(
-        application,
-        {
-            "bind": f"{_bracket(args.host)}:{args.port}",
-            "workers": 1,
-            "worker_class": "gthread",
-            "threads": args.threads,
-            "accesslog": "-",
-            "errorlog": "-",
-            "logger_class": "app.logs.GunicornLogger",  # JSON lines, like the app's
-            "control_socket_disable": True,
-        },
-    ).run()
+    # The production settings (app.gunicorn_conf) on one process: the memory
+    # store lives in it. Scale out with gunicorn and a SQL store (see README).
+    sys.argv = [
+        "python -m app", "-c", "python:app.gunicorn_conf",
+        "--bind", f"{_bracket(args.host)}:{args.port}",
+        "--workers", "1", "--threads", str(args.threads),
+        "app:create_app()",
+    ]
+    WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]").run()
     return 0
 
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import random
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import isodate
 import orjson
@@ -115,21 +115,14 @@ def fingerprint(request: ActionRequest) -> bytes:
     """A digest of everything in a run request but its request_id.
 
     Two requests with one request_id start one action only when their
-    fingerprints match (or the stored one is the request's legacy_fingerprint);
-    otherwise the second is a conflict.
+    fingerprints match; otherwise the second is a conflict.
     """
     canonical = _canonical(request)
     try:
         text = orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:  # e.g. an integer past 64 bits in the body
-        text = _stdlib_text(canonical)
+        text = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.blake2b(text, digest_size=16).digest()
-
-
-def legacy_fingerprint(request: ActionRequest) -> bytes:
-    """The fingerprint as versions before orjson computed it (the stdlib's
-    JSON text): a retry of a request stored by such a version still matches."""
-    return hashlib.blake2b(_stdlib_text(_canonical(request)), digest_size=16).digest()
 
 
 def _canonical(request: ActionRequest) -> dict[str, Any]:
@@ -145,18 +138,6 @@ def _canonical(request: ActionRequest) -> dict[str, Any]:
             None if request.release_after is None else request.release_after.total_seconds()
         ),
     }
-
-
-def _stdlib_text(canonical: dict[str, Any]) -> bytes:
-    return json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
-
-
-def new_action_id() -> str:
-    """``str(uuid.uuid4())`` (version 4, RFC 4122 variant) from one 16-byte
-    read, without building a UUID object."""
-    digits = os.urandom(16).hex()
-    variant = "89ab"[int(digits[16], 16) & 3]
-    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
 
 
 def iso(value: datetime) -> str:
@@ -236,6 +217,29 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class ActionEvents(Protocol):
+    """Told of each action started, cancelled, or released by its manager
+    (metrics: app.observability.Metrics)."""
+
+    def started(self) -> None: ...
+
+    def cancelled(self) -> None: ...
+
+    def released(self, outcome: str) -> None:
+        """``outcome``: succeeded, failed or cancelled."""
+
+
+class _NoEvents:
+    def started(self) -> None:
+        pass
+
+    def cancelled(self) -> None:
+        pass
+
+    def released(self, outcome: str) -> None:
+        pass
+
+
 class ActionService:
     """The provider's operations, each checked against the caller's rights."""
 
@@ -245,8 +249,10 @@ class ActionService:
         settings: Settings,
         clock: Clock = utc_now,
         rng: random.Random | None = None,
+        events: ActionEvents | None = None,
     ) -> None:
         self.store = store
+        self.events = events or _NoEvents()
         self.settings = settings
         self.clock = clock
         # By default the random module's shared generator: the stdlib reseeds
@@ -262,8 +268,9 @@ class ActionService:
         record = self._new_record(request, caller, now)
         stored, created = self.store.create(record, now)
         if created:
+            self.events.started()
             self.store.sweep(now, SWEEP_LIMIT)
-        elif stored.fingerprint not in (record.fingerprint, legacy_fingerprint(request)):
+        elif stored.fingerprint != record.fingerprint:
             raise ActionConflict(
                 f"request_id {request.request_id!r} was already used for a different request"
             )
@@ -291,7 +298,7 @@ class ActionService:
         intern = self._intern
         identities = intern.principals(tuple(sorted(caller.identities)))
         return ActionRecord(
-            action_id=new_action_id(),
+            action_id=str(uuid.uuid4()),
             creator_id=intern(caller.effective_identity),
             request_id=request.request_id,
             fingerprint=fingerprint(request),
@@ -328,6 +335,7 @@ class ActionService:
         cancelled = self.store.cancel(action_id, now)
         if cancelled is None:
             raise ActionConflict(f"Action {action_id} has already completed")
+        self.events.cancelled()
         return public_status(cancelled, now)
 
     def resume(self, action_id: str, caller: AuthState) -> dict[str, Any]:
@@ -348,7 +356,11 @@ class ActionService:
             )
         if not self.store.release(action_id):
             raise _not_found(action_id)
-        return public_status(record, now)
+        final = public_status(record, now)
+        self.events.released(
+            "cancelled" if final["display_status"] == "CANCELLED" else final["status"].lower()
+        )
+        return final
 
     # --- enumerate, log ---------------------------------------------------------
     def enumerate(

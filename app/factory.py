@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -19,11 +18,12 @@ from app.jsonprovider import FastJSONProvider
 from app.logs import configure_logging
 from app.observability import Metrics
 from app.observability import init_app as init_observability
+from app.proxy import TrustedProxyFix
 from app.routes import bp
+from app.settings import load_settings
 from app.store import open_store
 from app.validation import RunRequestValidator
 
-CONFIG_FILE = Path(__file__).parent.parent / "config.py"
 log = logging.getLogger(__name__)
 
 
@@ -32,6 +32,9 @@ class ProviderFlask(Flask):
 
     Flask passes each of them through ``ensure_sync`` on every request, which
     asks ``inspect.iscoroutinefunction`` every time; the answer never changes.
+    Measured (bench/callgrind.py, instructions per request, without -> with):
+    introspect 561,945 -> 546,342 (-2.8 %), status 620,809 -> 606,385 (-2.3 %),
+    run 824,703 -> 813,378 (-1.4 %).
     """
 
     _SYNC_CACHE_LIMIT = 1024  # registered functions; bound methods are new each time
@@ -58,11 +61,10 @@ def create_app(
     clock: Clock = utc_now,
     rng: random.Random | None = None,
 ) -> Flask:
-    """Build the provider: config.py, then FLASK_* environment, then ``overrides``."""
+    """Build the provider: config.py, the operator's file, FLASK_* environment,
+    then ``overrides``, typed and checked (app.settings)."""
     app = ProviderFlask(__name__, static_folder=None)
-    app.config.from_pyfile(str(CONFIG_FILE))
-    app.config.from_prefixed_env()
-    app.config.update(overrides or {})
+    app.config.update(load_settings(overrides))
     app.config["DEBUG"] = False  # never the debugger, whatever the environment says
     app.json = FastJSONProvider(app)  # the library's provider, with orjson
     # Without this, "/actions//x" is an HTML 308 redirect to "/actions/x"; now
@@ -77,7 +79,7 @@ def create_app(
     app.extensions["run_validator"] = validator
     app.extensions["store"] = store
     app.extensions["actions"] = ActionService(
-        store, Settings.from_config(app.config), clock=clock, rng=rng
+        store, Settings.from_config(app.config), clock=clock, rng=rng, events=metrics
     )
     app.extensions["description"] = Description(
         provider_scope(app.config), validator.input_schema, app.config
@@ -92,4 +94,5 @@ def create_app(
     register_hooks(app)
     register_error_handlers(app)
     app.register_blueprint(bp)
+    app.wsgi_app = TrustedProxyFix(app.wsgi_app, app.config["TRUSTED_PROXIES"])  # type: ignore[method-assign]
     return app

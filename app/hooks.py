@@ -1,9 +1,13 @@
-"""before_request hooks: dev-mode loopback guard, token checking, run-request
-validation. They run in that order, after routing, for every request."""
+"""The request checks, run before every view, after routing, in this order:
+dev-mode loopback guard, token checking, run-request validation.
+
+A view declares what it needs of them: ``@public`` (answered without a
+token) and ``@takes_run_request`` (its body is validated into
+``g.action_request`` first). Nothing else decides.
+"""
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import logging
 from collections.abc import Callable
@@ -14,7 +18,6 @@ from flask import Flask, Request, g, request
 from globus_action_provider_tools.errors import AuthenticationError
 from globus_action_provider_tools.flask.helpers import FlaskAuthStateBuilder
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
-from werkzeug.wsgi import get_content_length
 
 from app.auth import AuthResponseMalformed
 from app.errors import ActionForbidden, AuthUnavailable, BearerUnauthorized
@@ -22,24 +25,37 @@ from app.validation import RunRequestValidator, parse_json
 
 log = logging.getLogger(__name__)
 
-# Endpoints that answer without a token.
-PUBLIC_ENDPOINTS: set[str] = {"ops.healthz", "ops.metrics"}
+View = Callable[..., Any]
 # Headers a reverse proxy adds; dev mode refuses requests carrying them.
 PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+
+
+def public(view: View) -> View:
+    """The view answers without a token (health checks, metrics)."""
+    view.public = True  # type: ignore[attr-defined]
+    return view
+
+
+def takes_run_request(view: View) -> View:
+    """The view's POST body is a run request, validated into ``g.action_request``
+    before the view is called."""
+    view.takes_run_request = True  # type: ignore[attr-defined]
+    return view
 
 
 def register_hooks(app: Flask) -> None:
     """One before_request running the checks in order (one hook, not three:
     Flask wraps and looks up every registered function on every request)."""
-    checks: list[Callable[[Flask, Request], None]] = (
+    checks: list[Callable[[Flask, Request, View | None], None]] = (
         [loopback_only] if app.config["AUTH_MODE"] == "dev" else []
     )
     checks += [check_token, validate_run_request]
 
     def before_request() -> None:
         req = request._get_current_object()  # type: ignore[attr-defined]
+        view = app.view_functions.get(req.endpoint)  # None: routing failed
         for check in checks:
-            check(app, req)
+            check(app, req, view)
 
     app.before_request(before_request)
 
@@ -48,7 +64,6 @@ def register_hooks(app: Flask) -> None:
 _PROXY_ENVIRON_KEYS = tuple("HTTP_" + h.upper().replace("-", "_") for h in PROXY_HEADERS)
 
 
-@functools.lru_cache(maxsize=1024)
 def is_loopback(address: str) -> bool:
     """Is this client address (``request.remote_addr``) a loopback address?"""
     try:
@@ -57,7 +72,7 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def loopback_only(app: Flask, req: Request) -> None:
+def loopback_only(app: Flask, req: Request, view: View | None) -> None:
     """Dev tokens are guessable: serve only this machine's own clients. A
     request relayed by a proxy (which would connect from loopback) is refused."""
     environ = req.environ
@@ -68,11 +83,11 @@ def loopback_only(app: Flask, req: Request) -> None:
         raise ActionForbidden("This provider runs in dev mode: loopback clients only.")
 
 
-def check_token(app: Flask, req: Request) -> None:
+def check_token(app: Flask, req: Request, view: View | None) -> None:
     """Build the caller's AuthState (library path) into ``g.auth_state``."""
     if req.routing_exception is not None:
         raise req.routing_exception  # 404/405 before asking Globus Auth
-    if req.method == "OPTIONS" or req.endpoint in PUBLIC_ENDPOINTS:
+    if req.method == "OPTIONS" or getattr(view, "public", False):
         return
     builder: FlaskAuthStateBuilder = app.extensions["auth_state_builder"]
     try:
@@ -97,46 +112,30 @@ def check_token(app: Flask, req: Request) -> None:
         raise AuthUnavailable("Globus Auth is unavailable; try again shortly.") from None
 
 
-def validate_run_request(app: Flask, req: Request) -> None:
-    """Parse and validate the body of a run request into ``g.action_request``.
+def validate_run_request(app: Flask, req: Request, view: View | None) -> None:
+    """Parse and validate the body of a run request into ``g.action_request``,
+    for a view that ``takes_run_request``.
 
     POST only: an OPTIONS request (answered without a token) must not reveal
     what validation thinks of its body.
     """
-    if req.endpoint != "provider.run" or req.method != "POST":
+    if req.method != "POST" or not getattr(view, "takes_run_request", False):
         return
     validator: RunRequestValidator = app.extensions["run_validator"]
-    g.action_request = validator.validate(parse_json(read_body(app, req)))
+    g.action_request = validator.validate(parse_json(read_body(req)))
 
 
-def read_body(app: Flask, req: Request) -> bytes:
-    """The request body, 413 beyond MAX_CONTENT_LENGTH, 400 if the client
-    sends less than its Content-Length (as werkzeug's ``get_data``)."""
-    environ = req.environ
-    length = get_content_length(environ)  # werkzeug's reading: None if chunked or absent
-    limit = app.config["MAX_CONTENT_LENGTH"]
-    if length is not None and (limit is None or length <= limit):
-        # A body of known, allowed length: read it straight from the server's
-        # stream, without werkzeug's stream wrappers (what get_data would read).
-        return _read_exactly(environ["wsgi.input"], length)
-    return _read_streamed(req, length, limit)
-
-
-def _read_exactly(stream: Any, length: int) -> bytes:
-    data = stream.read(length) if length else b""
-    while len(data) < length:  # a short read: the rest may still come
-        more = stream.read(length - len(data))
-        if not more:
-            raise ClientDisconnected()  # what werkzeug's LimitedStream raises
-        data += more
-    return data
-
-
-def _read_streamed(req: Request, length: int | None, limit: int | None) -> bytes:
-    """A chunked body (``length`` None), or one over ``limit`` (werkzeug answers
-    413). Werkzeug 2.3 silently truncates a streamed body at the limit, so look
-    for one more byte."""
+def read_body(req: Request) -> bytes:
+    """The request body by werkzeug's ``get_data`` (413 beyond
+    MAX_CONTENT_LENGTH), and the two checks werkzeug 2.3 leaves out when the
+    server terminates the stream itself (``wsgi.input_terminated``, as
+    gunicorn does): a body shorter than its Content-Length is a 400, and a
+    chunked body still going at the limit a 413 (werkzeug stops reading it
+    there without a word)."""
     data = req.get_data()
+    length, limit = req.content_length, req.max_content_length
+    if length is not None and len(data) < length:
+        raise ClientDisconnected()
     if (
         length is None
         and limit is not None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import sys
 from datetime import UTC, datetime
@@ -24,22 +23,6 @@ FORMATS = ("json", "text")
 MAX_FIELD = 256  # longest client-controlled string (path, user agent) logged
 LOGGED_BY_APP = "whattimeisitrightnow.logged"  # app.observability sets it in the environ
 _BEARER = re.compile(r"(?i)\b(bearer\s+)\S+")
-
-
-_pid = os.getpid()
-
-
-def _forked() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_forked)
-
-
-def process_id() -> int:
-    """``os.getpid()`` without a system call a line (kept up to date across forks)."""
-    return _pid
 
 
 def redact(text: str) -> str:
@@ -78,24 +61,8 @@ def dumps(document: dict[str, Any], *, plain: bool = False) -> str:
     return text.decode() if text.isascii() else json.dumps(document, default=str)
 
 
-_second_cache: tuple[int, str] = (-1, "")
-
-
 def iso_millis(created: float) -> str:
-    """``datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")``,
-    formatting the date and time once a second."""
-    global _second_cache
-    fraction, whole = math.modf(created)  # as datetime does: microseconds, half even
-    second, micro = int(whole), round(fraction * 1e6)
-    if micro >= 1_000_000:
-        second, micro = second + 1, micro - 1_000_000
-    elif micro < 0:
-        second, micro = second - 1, micro + 1_000_000
-    cached_second, prefix = _second_cache
-    if second != cached_second:
-        prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _second_cache = (second, prefix)
-    return f"{prefix}.{micro // 1000:03d}+00:00"
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
 
 
 def json_line(

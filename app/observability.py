@@ -27,19 +27,19 @@ import re
 import time
 from typing import Any
 
-from flask import Blueprint, Flask, Request, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from globus_action_provider_tools.flask.exceptions import ActionProviderToolsException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client import generate_latest as _generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from werkzeug.exceptions import ServiceUnavailable
 
+from app.hooks import View, public
 from app.logs import (
     LOGGED_BY_APP,
     clip,
     json_line,
     json_stderr_handler,
-    process_id,
     write_line,
 )
 
@@ -48,7 +48,6 @@ log = logging.getLogger("app.request")
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:=+/-]{1,128}")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_QUIET_ENDPOINTS = frozenset({"ops.healthz", "ops.metrics"})  # probes: DEBUG, not INFO
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 class StoreUnavailable(ActionProviderToolsException, ServiceUnavailable):
@@ -76,7 +75,8 @@ def _size(path: str) -> int:
 
 
 class Metrics:
-    """The provider's Prometheus metrics; also the auth layer's AuthObserver."""
+    """The provider's Prometheus metrics; also the auth layer's AuthObserver
+    and the action service's ActionEvents."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -88,9 +88,9 @@ class Metrics:
             "http_request_duration_seconds", "Time to answer an HTTP request.",
             ["route", "method", "status"], buckets=_LATENCY_BUCKETS, registry=r,
         )
-        self.started = Counter("actions_started", "Actions started.", registry=r)
-        self.cancelled = Counter("actions_cancelled", "Actions cancelled.", registry=r)
-        self.released = Counter(
+        self.started_total = Counter("actions_started", "Actions started.", registry=r)
+        self.cancelled_total = Counter("actions_cancelled", "Actions cancelled.", registry=r)
+        self.released_total = Counter(
             "actions_released", "Actions released by their manager, by final outcome.",
             ["outcome"], registry=r,
         )
@@ -104,7 +104,7 @@ class Metrics:
         )
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         for outcome in ("succeeded", "failed", "cancelled"):
-            self.released.labels(outcome)
+            self.released_total.labels(outcome)
         for outcome in ("ok", "error", "malformed"):
             self.introspections.labels(outcome)
         self._cache_hit = self.cache_lookups.labels("hit")  # on every request: no lookup
@@ -121,6 +121,16 @@ class Metrics:
             self._request_children[key] = children
         children[0].inc()
         children[1].observe(latency)
+
+    # ActionEvents (app.actions)
+    def started(self) -> None:
+        self.started_total.inc()
+
+    def cancelled(self) -> None:
+        self.cancelled_total.inc()
+
+    def released(self, outcome: str) -> None:
+        self.released_total.labels(outcome).inc()
 
     # AuthObserver
     def introspection(self, outcome: str) -> None:
@@ -142,11 +152,23 @@ def init_app(app: Flask, metrics: Metrics) -> None:
     app.extensions["metrics"] = metrics
     app.before_request(_start_request)
     app.after_request(_finish_request)
-    ops = Blueprint("ops", __name__)
-    ops.add_url_rule("/healthz", "healthz", _healthz, methods=["GET"])
+    ops = Blueprint("ops", __name__)  # probes: no token, logged at DEBUG
+    ops.add_url_rule("/healthz", "healthz", public(quiet(_healthz)), methods=["GET"])
     if app.config["METRICS_ENABLED"]:
-        ops.add_url_rule("/metrics", "metrics", _metrics, methods=["GET"])
+        ops.add_url_rule("/metrics", "metrics", public(quiet(_metrics)), methods=["GET"])
     app.register_blueprint(ops)
+
+
+def quiet(view: View) -> View:
+    """The view's requests are logged at DEBUG, not INFO (probes)."""
+    view.quiet = True  # type: ignore[attr-defined]
+    return view
+
+
+def log_action_id(action_id: str) -> None:
+    """Name this action in the request's log line (for a view whose URL has no
+    action_id: a run)."""
+    g.action_id = action_id
 
 
 def _healthz() -> Response:
@@ -192,12 +214,14 @@ def _finish_request(response: Response) -> Response:
     method = req.method if req.method in _METHODS else "OTHER"
     status = response.status_code
 
-    metrics: Metrics = current_app.extensions["metrics"]
-    metrics.observe_request(route, method, status, latency)
-    action_id = _count_action(metrics, req, ctx_g, response)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app.extensions["metrics"].observe_request(route, method, status, latency)
 
-    level = logging.DEBUG if req.endpoint in _QUIET_ENDPOINTS else logging.INFO
+    view = app.view_functions.get(req.endpoint)
+    level = logging.DEBUG if getattr(view, "quiet", False) else logging.INFO
     if not log.isEnabledFor(level):
+        if level == logging.DEBUG:  # a probe: no INFO line from gunicorn's access log either
+            req.environ[LOGGED_BY_APP] = True
         return response  # nobody reads it: do not build it
     fields: dict[str, Any] = {
         "request_id": request_id,
@@ -207,14 +231,15 @@ def _finish_request(response: Response) -> Response:
         "status": status,
         "latency_ms": round(latency * 1000, 3),
     }
-    if action_id:
+    action_id = (req.view_args or {}).get("action_id") or ctx_g.get("action_id")
+    if isinstance(action_id, str):
         fields["action_id"] = clip(action_id)
     caller = _caller(ctx_g)
     if caller:
         fields["caller"] = caller
     fields["remote_addr"] = req.environ.get("REMOTE_ADDR")
     fields["user_agent"] = clip(req.environ.get("HTTP_USER_AGENT"))
-    fields["bytes"] = _body_length(response)
+    fields["bytes"] = response.content_length
     handler = json_stderr_handler(log, level)
     if handler is None or not _write_request_line(handler, level, method, route, status, fields):
         _log_request(level, (method, route, status), fields)
@@ -223,17 +248,6 @@ def _finish_request(response: Response) -> Response:
 
 
 _FINISH_LINE = _finish_request.__code__.co_firstlineno
-
-
-def _body_length(response: Response) -> int | None:
-    """The body's length in bytes: read off the body when it is the one bytes
-    object ``set_data`` stores (every JSON answer: cheaper than parsing the
-    Content-Length header back), else the Content-Length header (None if
-    there is none, e.g. a streamed body)."""
-    body = response.response
-    if type(body) is list and len(body) == 1 and type(body[0]) is bytes:
-        return len(body[0])
-    return response.content_length
 
 
 def _write_request_line(
@@ -246,7 +260,7 @@ def _write_request_line(
     (logging then tries, and reports the failure its own way)."""
     line = json_line(
         time.time(), logging.getLevelName(level), log.name, f"{method} {route} {status}",
-        process_id(), fields, plain=True,  # every field a str, int, finite float or None
+        os.getpid(), fields, plain=True,  # every field a str, int, finite float or None
     )
     try:
         write_line(handler, line)
@@ -264,28 +278,6 @@ def _log_request(level: int, args: tuple[str, str, int], fields: dict[str, Any])
     )
     record.fields = fields
     log.handle(record)
-
-
-def _count_action(metrics: Metrics, req: Request, ctx_g: Any, response: Response) -> str | None:
-    """Count action lifecycle events; return the action_id the request is about.
-
-    The run and release views leave the status document they answered in
-    ``g.action_status`` (no need to parse the response back)."""
-    endpoint = req.endpoint
-    action_id = (req.view_args or {}).get("action_id")
-    if endpoint == "provider.run" and response.status_code in (200, 202):
-        action_id = (ctx_g.get("action_status") or {}).get("action_id")
-        if response.status_code == 202:
-            metrics.started.inc()
-    elif endpoint == "provider.cancel" and response.status_code == 200:
-        metrics.cancelled.inc()
-    elif endpoint == "provider.release" and response.status_code == 200:
-        final = ctx_g.get("action_status") or {}
-        outcome = "cancelled" if final.get("display_status") == "CANCELLED" else (
-            "succeeded" if final.get("status") == "SUCCEEDED" else "failed"
-        )
-        metrics.released.labels(outcome).inc()
-    return action_id if isinstance(action_id, str) else None
 
 
 def _caller(ctx_g: Any) -> str | None:

@@ -2,7 +2,8 @@
 
 Token checking and run-request validation happen in before_request hooks
 (``app.hooks``); by the time a view runs, ``g.auth_state`` is the caller's
-library AuthState and, for a run, ``g.action_request`` the validated request.
+library AuthState and, for a view that ``takes_run_request``,
+``g.action_request`` the validated request.
 
 Each operation answers on the original path and on the newer /actions path
 the library's blueprint also serves; both rules share one endpoint, so the
@@ -11,12 +12,12 @@ hooks treat them alike.
 
 from __future__ import annotations
 
-from typing import Any
-
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from app.actions import ActionService
 from app.errors import ActionForbidden
+from app.hooks import takes_run_request
+from app.observability import log_action_id
 from app.paging import encode_marker, enumeration_marker, enumeration_query, log_query
 
 bp = Blueprint("provider", __name__)
@@ -24,12 +25,6 @@ bp = Blueprint("provider", __name__)
 
 def service() -> ActionService:
     return current_app.extensions["actions"]
-
-
-def _app_and_g() -> tuple[Flask, Any]:
-    """This request's app and ``g``, each looked up once (every ``current_app.``
-    or ``g.`` is a context-variable lookup of its own)."""
-    return current_app._get_current_object(), g._get_current_object()  # type: ignore[attr-defined]
 
 
 @bp.route("/", methods=["GET", "OPTIONS"])
@@ -41,9 +36,8 @@ def introspect() -> Response | tuple[Response, int]:
         response.headers["Access-Control-Allow-Origin"] = "*"
         response.headers["Access-Control-Expose-Headers"] = "*"
         return response
-    app, ctx_g = _app_and_g()
-    description = app.extensions["description"]
-    if not ctx_g.auth_state.check_authorization(
+    description = current_app.extensions["description"]
+    if not g.auth_state.check_authorization(
         description.document["visible_to"], allow_all_authenticated_users=True
     ):
         raise ActionForbidden("This provider is not visible to you.")
@@ -52,24 +46,22 @@ def introspect() -> Response | tuple[Response, int]:
 
 @bp.post("/run")
 @bp.post("/actions")
+@takes_run_request
 def run() -> tuple[Response, int]:
-    app, ctx_g = _app_and_g()
-    caller = ctx_g.auth_state
-    description = app.extensions["description"]
-    if not caller.check_authorization(
+    description = current_app.extensions["description"]
+    if not g.auth_state.check_authorization(
         description.document["runnable_by"], allow_all_authenticated_users=True
     ):
         raise ActionForbidden("You may not run actions on this provider.")
-    status, created = app.extensions["actions"].run(ctx_g.action_request, caller)
-    ctx_g.action_status = status  # for the request log and metrics (app.observability)
-    return app.json.response(status), 202 if created else 200
+    status, created = service().run(g.action_request, g.auth_state)
+    log_action_id(status["action_id"])
+    return jsonify(status), 202 if created else 200
 
 
 @bp.get("/<action_id>/status")
 @bp.get("/actions/<action_id>")
 def status(action_id: str) -> Response:
-    app, ctx_g = _app_and_g()
-    return app.json.response(app.extensions["actions"].status(action_id, ctx_g.auth_state))
+    return jsonify(service().status(action_id, g.auth_state))
 
 
 @bp.post("/<action_id>/cancel")
@@ -87,9 +79,7 @@ def resume(action_id: str) -> Response:
 @bp.post("/<action_id>/release")
 @bp.delete("/actions/<action_id>")
 def release(action_id: str) -> Response:
-    final = service().release(action_id, g.auth_state)
-    g.action_status = final  # for the released_total outcome (app.observability)
-    return jsonify(final)
+    return jsonify(service().release(action_id, g.auth_state))
 
 
 @bp.get("/actions")

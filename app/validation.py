@@ -4,11 +4,9 @@ body. Every rejection is a 400 naming the field, without echoing its value.
 
 jsonschema decides and words every rejection. A compiled fastjsonschema
 validator of the same schema answers first: when it accepts, jsonschema is not
-asked; when it rejects (or cannot tell), jsonschema runs as before. That is
-only sound while the compiled validator never accepts what jsonschema rejects,
-so it is built only for schemas whose every keyword it implements the same way
-(see ``_compile_fast``), and tests/test_validation_parity.py checks the pair on
-tricky and generated inputs.
+asked; when it rejects, jsonschema runs as before. That is only sound while
+the compiled validator never accepts what jsonschema rejects:
+tests/test_validation_parity.py checks the pair on tricky and generated inputs.
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ from globus_action_provider_tools.data_types import ActionRequest
 from globus_action_provider_tools.flask.exceptions import BadActionRequest
 
 SPEC_PATH = Path(__file__).parent / "spec" / "actions_spec.openapi.yaml"
-INPUT_SCHEMA_PATH = Path(__file__).parent.parent / "schema.json"
+INPUT_SCHEMA_PATH = Path(__file__).parent / "schema.json"  # the top-level schema.json (a link)
 MAX_ERRORS = 5
 MAX_MESSAGE = 200
 
@@ -140,7 +138,7 @@ class SchemaChecker:
         compiled: bool = True,
     ) -> None:
         self.validator = jsonschema.Draft7Validator(schema, format_checker=format_checker)
-        self._fast = _compile_fast(schema, format_checker) if compiled else None
+        self._fast = _compile_fast(schema) if compiled else None
 
     def raise_errors(self, instance: Any, root: str) -> None:
         if self._fast is not None:
@@ -183,109 +181,12 @@ class RunRequestValidator:
             raise BadActionRequest("; ".join(messages)) from None
 
 
-# Keywords fastjsonschema implements as jsonschema (Draft 7) does, for JSON
-# input. Anything else in a schema (formats jsonschema checks, $id, if/then,
-# dependencies, ...) and no compiled validator is built for it.
-_FAST_KEYWORDS = frozenset({
-    "$schema", "$ref", "type", "properties", "required", "additionalProperties",
-    "items", "minLength", "maxLength", "pattern", "minimum", "maximum",
-    "uniqueItems", "oneOf", "anyOf", "not", "enum", "const",
-    # annotations, no effect on validation
-    "title", "description", "examples", "example", "default",
-})
-
-
-def _compile_fast(
-    schema: dict[str, Any], format_checker: jsonschema.FormatChecker | None
-) -> Any | None:
-    """A fastjsonschema validator that accepts only what jsonschema accepts, or None.
-
-    ``format`` is left out when jsonschema does not check that format either
-    (here: date-time, as rfc3339-validator is not installed); otherwise no
-    compiled validator is made.
-    """
-    checked = set(format_checker.checkers) if format_checker else set()
-    fast_schema = copy.deepcopy(schema)
-    components = fast_schema.pop("components", None)
-    reachable = _strip_formats(fast_schema, checked, components)
-    if reachable is None:
-        return None
-    if components is not None:
-        fast_schema["components"] = components
-    _exclusive_one_of_as_any_of(fast_schema)
-    return fastjsonschema.compile(fast_schema, use_default=False, use_formats=False)
-
-
-# Keywords whose values are JSON documents to compare with, not schemas.
-_DATA_KEYWORDS = frozenset({"enum", "const", "examples", "example", "default"})
-# JSON types no value has two of ("integer" is a kind of "number").
-_TYPE_FAMILY = {"integer": "number", "number": "number", "string": "string",
-                "object": "object", "array": "array", "boolean": "boolean", "null": "null"}
-
-
-def _exclusive_one_of_as_any_of(node: Any) -> None:
-    """Rewrite, in place, each ``oneOf`` whose branches each demand one JSON
-    type, no two the same (e.g. a number or a string), as ``anyOf``: no value
-    can match two such branches, so both accept the same values, and the
-    compiled ``anyOf`` stops at the first match where ``oneOf`` tries every
-    branch (raising, and catching, an exception for each that fails)."""
-    if isinstance(node, list):
-        for item in node:
-            _exclusive_one_of_as_any_of(item)
-        return
-    if not isinstance(node, dict):
-        return
-    branches = node.get("oneOf")
-    if isinstance(branches, list) and "anyOf" not in node:
-        families = [_type_family(branch) for branch in branches]
-        if None not in families and len(set(families)) == len(families):
-            node["anyOf"] = node.pop("oneOf")
-    for key, value in node.items():
-        if key not in _DATA_KEYWORDS:  # values there are instances, not schemas
-            _exclusive_one_of_as_any_of(value)
-
-
-def _type_family(branch: Any) -> str | None:
-    kind = branch.get("type") if isinstance(branch, dict) else None
-    return _TYPE_FAMILY.get(kind) if isinstance(kind, str) else None
-
-
-def _strip_formats(
-    node: Any, checked: set[str], components: dict[str, Any] | None
-) -> bool | None:
-    """Drop unchecked ``format``s in place, following local refs into
-    ``components``; None if a keyword outside _FAST_KEYWORDS is in use."""
-    if isinstance(node, list):
-        return None if any(_strip_formats(n, checked, components) is None for n in node) else True
-    if not isinstance(node, dict):
-        return True
-    if "format" in node:
-        if node["format"] in checked:
-            return None
-        del node["format"]
-    for key, value in node.items():
-        if key not in _FAST_KEYWORDS:
-            return None
-        if key == "$ref":
-            target = _resolve(value, components)
-            if target is None or _strip_formats(target, checked, components) is None:
-                return None
-        elif key == "properties":
-            if any(_strip_formats(v, checked, components) is None for v in value.values()):
-                return None
-        elif key in ("items", "additionalProperties", "not", "oneOf", "anyOf") and (
-            _strip_formats(value, checked, components) is None
-        ):
-            return None
-    return True
-
-
-def _resolve(ref: str, components: dict[str, Any] | None) -> dict[str, Any] | None:
-    prefix = "#/components/schemas/"
-    if components is None or not ref.startswith(prefix):
-        return None
-    target = components.get("schemas", {}).get(ref[len(prefix):])
-    return target if isinstance(target, dict) else None
+def _compile_fast(schema: dict[str, Any]) -> Any:
+    """A fastjsonschema validator of ``schema``, ``format`` left out: jsonschema
+    checks none of the formats in our two schemas (date-time, uri: their
+    checkers are not installed). That it accepts only what jsonschema
+    accepts is tested on both schemas (tests/test_validation_parity.py)."""
+    return fastjsonschema.compile(schema, use_default=False, use_formats=False)
 
 
 def _raise_errors(validator: jsonschema.Draft7Validator, instance: Any, root: str) -> None:

@@ -45,7 +45,7 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--conf", choices=tuple(bench_run.CONFS), default="bench")
     args = parser.parse_args()
-    bench_run.CONF = bench_run.CONFS[args.conf]
+    bench_run.CONF_NAME = args.conf
     wrk_bin = ensure_wrk()
     paths = PATHS["classic"]
     RESULTS.mkdir(exist_ok=True)

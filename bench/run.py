@@ -7,8 +7,8 @@
 Installs wrk (Debian package) if missing. Starts the service (dev auth, actions
 that stay ACTIVE for a day) and bench/bare_app.py under the same gunicorn
 settings (-c bench/gunicorn.conf.py: sync workers; --conf prod adds
-production's logs and metrics; --conf repo is production's gunicorn.conf.py
-itself), both on 127.0.0.1, and
+production's logs and metrics; --conf repo is production's settings,
+app.gunicorn_conf through ./gunicorn.conf.py), both on 127.0.0.1, and
 loads them in turn with wrk; each round measures the bare app first, then the
 scenarios, so every ratio compares figures taken moments apart. Prints medians
 over the rounds and writes everything to bench/results/<time>.json.
@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -36,18 +35,20 @@ from typing import Any
 
 import requests
 
+from tests.server import gunicorn_process
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 LUA = BENCH / "lua"
 RESULTS = BENCH / "results"
 CONFS = {
     "bench": BENCH / "gunicorn.conf.py",  # sync workers, no access log, metrics in process
-    "prod": BENCH / "gunicorn_prod.conf.py",  # + JSON access log, multiprocess metrics
-    # production's own gunicorn.conf.py (gthread workers, keep-alive, JSON access log,
-    # multiprocess metrics), taken from the directory of the app being served
+    "prod": BENCH / "gunicorn.conf.py",  # BENCH_CONF=prod: + JSON access log, multiprocess metrics
+    # production's own settings (gthread workers, keep-alive, JSON access log,
+    # multiprocess metrics): ./gunicorn.conf.py of the directory of the app being served
     "repo": ROOT / "gunicorn.conf.py",
 }
-CONF = CONFS["bench"]  # --conf sets it: every server of a run uses the same file
+CONF_NAME = "bench"  # --conf sets it: every server of a run uses the same settings
 TOKEN = "dev-token-bench"
 CONNECTIONS = 4
 
@@ -118,53 +119,19 @@ def ensure_wrk() -> str:
     return found
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def gunicorn(
     app: str, workers: int, env: dict[str, str] | None = None, cwd: Path = ROOT
 ) -> Iterator[str]:
-    """Serve ``app`` (imported from ``cwd``) with the shared settings; yield its URL."""
-    port = free_port()
-    conf = cwd / "gunicorn.conf.py" if CONF.parent == ROOT else CONF  # repo: its own
-    command = [
-        sys.executable, "-m", "gunicorn", "-c", str(conf),
-        "--bind", f"127.0.0.1:{port}", "--workers", str(workers), app,
-    ]
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
-    process = subprocess.Popen(
-        command, cwd=cwd, env={**os.environ, **(env or {})},
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"{app} exited:\n{log.read().decode(errors='replace')}")
-            try:
-                requests.get(url + "/", timeout=1)
-                break
-            except (requests.ConnectionError, requests.Timeout):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{app} did not start") from None
-                time.sleep(0.2)
+    """Serve ``app`` (imported from ``cwd``) with the run's settings; yield its URL.
+    tests/server.py's launcher, as in the tests."""
+    conf = cwd / "gunicorn.conf.py" if CONF_NAME == "repo" else CONFS[CONF_NAME]  # repo: its own
+    # The production settings check the service's configuration at start: dev
+    # auth lets the bare and auth-only apps pass it.
+    settings = {"FLASK_AUTH_MODE": "dev", "BENCH_CONF": CONF_NAME, **(env or {})}
+    with gunicorn_process(settings, workers, app,
+                          conf=str(conf), cwd=cwd, startup_timeout=180) as (url, _process):
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
 
 
 def service_env(store: Store) -> dict[str, str]:
@@ -267,6 +234,10 @@ def bench_load(args: argparse.Namespace, wrk_bin: str, stores: list[Store]) -> d
         with gunicorn("bench.bare_app:app", workers) as bare:
             wrk(wrk_bin, bare, "get.lua", 1, {})  # warm-up
             for store in stores:
+                if CONF_NAME == "repo" and workers > 1 and store.url.startswith("memory"):
+                    print(f"\n== {store.name}/w{workers} (skipped: production's settings "
+                          "refuse the memory store on several workers)", flush=True)
+                    continue
                 scenarios = [
                     s for s in args.scenario
                     if store.shared or workers == 1 or s not in SHARED_STATE
@@ -410,8 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("load", "flatness", "memory"), action="append",
                         help="run only these parts (repeatable)")
     args = parser.parse_args(argv)
-    global CONF
-    CONF = CONFS[args.conf]
+    global CONF_NAME
+    CONF_NAME = args.conf
     if args.quick:
         args.duration = min(args.duration, 2)
         args.workers = args.workers or [1]
@@ -429,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "settings": {"wrk": f"-t1 -c{CONNECTIONS} -d{args.duration}s (lifecycle: "
                      f"-t{CONNECTIONS})", "rounds": args.rounds,
-                     "gunicorn": str(CONF.relative_to(ROOT)), "paths": args.paths},
+                     "gunicorn": f"{CONFS[CONF_NAME].relative_to(ROOT)} ({CONF_NAME})",
+                     "paths": args.paths},
     }
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}.json"

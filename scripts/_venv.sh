@@ -1,9 +1,13 @@
 # Sourced by the other scripts: make .venv, install $REQUIREMENTS into it and
 # the project itself (editable, so `ap-client` is on .venv/bin), skipping the
 # install when those files (and what they include) have not changed.
+# One script at a time builds it (`scripts/dev &` then `scripts/test` share
+# .venv): the second waits on the lock, then finds it built.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON="${PYTHON:-python3}"
+exec 9>.venv.lock
+flock 9
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
@@ -14,3 +18,4 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
   echo "$digest" > "$stamp"
 fi
+exec 9>&-  # unlocked; the server or the tests do not hold it

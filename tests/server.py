@@ -53,14 +53,21 @@ def gunicorn_process(
     app: str = "app:create_app()",
     extra_args: tuple[str, ...] = (),
     output_path: Path | None = None,
+    python: str = sys.executable,
+    cwd: Path = ROOT,
+    conf: str = "python:app.gunicorn_conf",
+    startup_timeout: float = 30,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Like gunicorn(), also yielding the master process (its own process
     group, so ``os.killpg(process.pid, SIGKILL)`` kills master and workers).
-    ``output_path``: keep the server's stdout and stderr in that file."""
+    ``output_path``: keep the server's stdout and stderr in that file.
+    ``python``, ``cwd``: serve with another installation, from another place.
+    ``conf``: the gunicorn settings (the production ones unless a benchmark
+    asks for its own). The one launcher of the tests and the benchmarks."""
     port = free_port()
     command = [
-        sys.executable, "-m", "gunicorn", app,
-        "-c", str(ROOT / "gunicorn.conf.py"),
+        python, "-m", "gunicorn", app,
+        "-c", conf,
         "--bind", f"127.0.0.1:{port}",
         "--workers", str(workers),
         "--graceful-timeout", "2",
@@ -74,12 +81,12 @@ def gunicorn_process(
         open(output_path, "w+b") if output_path else tempfile.TemporaryFile()
     ) as output:
         process = subprocess.Popen(
-            command, cwd=ROOT, env=environment,
+            command, cwd=cwd, env=environment,
             stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_until_up(url, process, output)
+            wait_until_up(url, process, output, startup_timeout)
             yield url, process
         finally:
             if process.poll() is None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
-import uuid
 from datetime import timedelta, timezone
 
 import pytest
@@ -19,8 +17,6 @@ from app.actions import (
     ActionService,
     Settings,
     fingerprint,
-    legacy_fingerprint,
-    new_action_id,
     parse_duration,
     parse_utc_offset,
 )
@@ -94,36 +90,11 @@ def test_fingerprint_ignores_request_id_and_order_of_principals():
     assert fingerprint(request(label="x")) != fingerprint(request())
 
 
-def test_a_retry_of_a_request_stored_with_the_legacy_fingerprint_still_matches(clock):
-    """Actions stored before fingerprints were written with orjson (the
-    stdlib's JSON text then): their retries are 200, other bodies 409."""
-    rules = service(clock)
-    first = request("old", offset=1e-05, label="caf\u00e9")  # texts differ: 1e-5 vs 1e-05, é
-    assert fingerprint(first) != legacy_fingerprint(first)
-    record = rules._new_record(first, Caller(ALICE), clock())
-    stored, created = rules.store.create(
-        dataclasses.replace(record, fingerprint=legacy_fingerprint(first)), clock()
-    )
-    assert created
-    again, new = rules.run(request("old", offset=1e-05, label="caf\u00e9"), Caller(ALICE))
-    assert (again["action_id"], new) == (stored.action_id, False)
-    with pytest.raises(ActionConflict):
-        rules.run(request("old", offset=2, label="caf\u00e9"), Caller(ALICE))
-
-
 def test_a_body_orjson_cannot_write_is_fingerprinted_by_the_stdlib():
     huge = request(offset=2**70)
-    assert fingerprint(huge) == legacy_fingerprint(huge) != fingerprint(request(offset=2**69))
-
-
-def test_action_ids_are_uuid4_text():
-    ids = [new_action_id() for _ in range(20_000)]
-    assert len(set(ids)) == len(ids)
-    for text in ids:
-        parsed = uuid.UUID(text)
-        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
-    assert {text[19] for text in ids} == set("89ab") and {text[14] for text in ids} == {"4"}
-    assert {text[0] for text in ids} == set("0123456789abcdef")
+    assert fingerprint(huge) == fingerprint(request(offset=2**70)) != fingerprint(
+        request(offset=2**69)
+    )
 
 
 def test_zero_release_after_is_kept_not_replaced_by_the_default(clock):

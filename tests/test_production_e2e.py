@@ -1,6 +1,7 @@
-"""gunicorn with gunicorn.conf.py and two workers: metrics add up across
-workers (multiprocess mode), survive a worker's death, start from zero; logs
-are JSON; limits hold over real HTTP. Memory store: only stateless calls here."""
+"""gunicorn with the production settings (app.gunicorn_conf) and two workers:
+metrics add up across workers (multiprocess mode), survive a worker's death,
+start from zero; logs are JSON; limits hold over real HTTP. Two workers need
+a shared store (SQLite here); only stateless calls are made."""
 
 from __future__ import annotations
 
@@ -74,10 +75,12 @@ def metrics_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def url(metrics_dir):
+def url(metrics_dir, tmp_path_factory):
     write_stale_metrics(metrics_dir)
     assert list(metrics_dir.glob("counter_*.db"))
-    with gunicorn({"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, workers=2) as base:
+    store = f"sqlite:///{tmp_path_factory.mktemp('store') / 'actions.db'}"
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "FLASK_STORE_URL": store}
+    with gunicorn(env, workers=2) as base:
         yield base
 
 
@@ -190,14 +193,14 @@ def test_gunicorn_conf_defaults():
     """One worker with the memory store, never recycled (its actions would go
     with it); several otherwise, recycled now and then; JSON logs; no socket."""
     code = (
-        "import runpy, json; c = runpy.run_path('gunicorn.conf.py');"
-        "print(json.dumps([c['workers'], c['worker_class'], c['logger_class'],"
-        " c['control_socket_disable'], c['graceful_timeout'], c['max_requests']]))"
+        "import json; from app import gunicorn_conf as c;"
+        "print(json.dumps([c.workers, c.worker_class, c.logger_class,"
+        " c.control_socket_disable, c.graceful_timeout, c.max_requests]))"
     )
     def conf(**env):
         environment = {k: v for k, v in os.environ.items() if k != "WEB_CONCURRENCY"}
         environment.update(env, PROMETHEUS_MULTIPROC_DIR=str(ROOT))  # not made, not cleaned
-        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environment,
+        out = subprocess.run([sys.executable, "-c", code], cwd="/", env=environment,
                              capture_output=True, text=True, check=True, timeout=60).stdout
         return __import__("json").loads(out)
 

@@ -15,7 +15,6 @@ from types import SimpleNamespace
 
 import pytest
 import requests
-from flask import Response
 from gunicorn.config import Config
 
 from app.logs import (
@@ -26,9 +25,7 @@ from app.logs import (
     _StderrHandler,
     json_line,
     json_stderr_handler,
-    process_id,
 )
-from app.observability import _body_length
 from tests.server import gunicorn_process
 
 REQUEST_LOG = logging.getLogger("app.request")
@@ -182,6 +179,8 @@ def test_under_gunicorn_each_request_is_logged_once(tmp_path):
                             timeout=5).status_code == 200
         assert requests.get(url + "/healthz", headers={"X-Request-ID": "probe-1"},
                             timeout=5).status_code == 200
+        assert requests.get(url + "/metrics", headers={"X-Request-ID": "probe-2"},
+                            timeout=5).status_code == 200
         assert requests.get(url + "/nowhere", headers={**headers, "X-Request-ID": "lost-1"},
                             timeout=5).status_code == 404
     lines = [json.loads(x) for x in output.read_text().splitlines() if x.startswith("{")]
@@ -191,32 +190,21 @@ def test_under_gunicorn_each_request_is_logged_once(tmp_path):
 
     assert about("root-1") == ["app.request"]
     assert about("lost-1") == ["app.request"]
-    assert about("probe-1") == ["gunicorn.access"]  # the app logs probes at DEBUG only
+    # Probes are logged at DEBUG only, by the app: no INFO access line either.
+    assert about("probe-1") == [] and about("probe-2") == []
+
+
+@pytest.mark.e2e
+def test_under_gunicorn_probes_are_logged_at_debug(tmp_path):
+    output = tmp_path / "server.out"
+    with gunicorn_process({"FLASK_LOG_LEVEL": "DEBUG"}, output_path=output) as (url, _process):
+        assert requests.get(url + "/healthz", headers={"X-Request-ID": "probe-3"},
+                            timeout=5).status_code == 200
+    lines = [json.loads(x) for x in output.read_text().splitlines() if x.startswith("{")]
+    probes = [(x["logger"], x["level"]) for x in lines if x.get("request_id") == "probe-3"]
+    assert probes == [("app.request", "DEBUG")]
 
 
 def test_the_stderr_handler_follows_sys_stderr(capsys):
     handler = ours()
     assert handler.stream is sys.stderr
-
-
-def test_the_process_id_of_a_line_is_the_forked_childs():
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:  # the child: report what a log line would say, and its real pid
-        os.write(write_end, f"{process_id()} {os.getpid()}".encode())
-        os._exit(0)
-    os.close(write_end)
-    reported, real = os.read(read_end, 100).decode().split()
-    os.waitpid(child, 0)
-    os.close(read_end)
-    assert reported == real == str(child) and process_id() == os.getpid() != child
-
-
-def test_logged_bytes_is_the_body_length_or_the_header():
-    assert _body_length(Response(b"abc")) == 3
-    assert _body_length(Response("é")) == 2  # bytes, not characters
-    streamed = Response(part for part in [b"a", b"b"])
-    assert _body_length(streamed) is None
-    assert list(streamed.response) == [b"a", b"b"]  # not consumed to count it
-    declared = Response((part for part in [b"ab"]), headers={"Content-Length": "2"})
-    assert _body_length(declared) == 2

@@ -30,12 +30,18 @@ def open_store(url: str) -> ActionStore:
             raise UnknownStoreURL(f"STORE_URL memory:// takes no path or options; use {SUPPORTED}")
         return MemoryStore()
     if scheme in ("sqlite", "postgresql", "postgres", "postgresql+psycopg"):
-        from sqlalchemy.exc import ArgumentError
+        from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+        from app.store.diagnosis import explain
         from app.store.sql import SQLStore  # SQLAlchemy only when a SQL store is asked for
 
         try:
             return SQLStore(url)
         except (ValueError, ArgumentError) as error:
             raise UnknownStoreURL(f"bad STORE_URL: {error}") from None
+        except (StoreError, SQLAlchemyError) as error:
+            explained = explain(url, error)  # start-up: one line saying what to do
+            if explained is None:
+                raise
+            raise StoreError(explained) from error
     raise UnknownStoreURL(f"unsupported STORE_URL scheme {scheme!r}: use {SUPPORTED}")

@@ -1,0 +1,116 @@
+"""Production gunicorn settings, the one source of them:
+
+    gunicorn -c python:app.gunicorn_conf 'app:create_app()'
+
+(``python -m app``, the tests and the benchmarks load this module too; the
+checkout's gunicorn.conf.py only points here.) Every setting can be
+overridden on the command line (e.g. --workers 4) or by the environment
+variables read below.
+
+- Workers: the default memory:// store lives inside one process, so with it
+  there is ONE worker (with threads), and more (WEB_CONCURRENCY, --workers)
+  are refused at start; with a shared store (sqlite/postgresql) 2 x CPUs + 1.
+  Workers are recycled every ~10,000 requests, except with the memory store.
+- Start-up: the configuration, credentials and store are checked in the
+  master (app.startup) before any worker starts: one line and exit 2 if bad.
+- Proxy: X-Forwarded-For and X-Forwarded-Proto are believed only from the
+  setting TRUSTED_PROXIES (default loopback only: a proxy on the same host).
+- Metrics: Prometheus multiprocess mode. PROMETHEUS_MULTIPROC_DIR is used if
+  set (and emptied at start), else a private temporary directory is made and
+  removed at exit. Dead workers are marked so their live gauges go.
+- Logs: JSON lines (app.logs.GunicornLogger): the error log on stderr, the
+  access log on stdout (no query strings, no headers but the request id).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from app.settings import ConfigError, load_settings
+
+# --- metrics: must be set before prometheus_client is first imported ----------
+_owned_metrics_dir = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _owned_metrics_dir = tempfile.mkdtemp(prefix="whattimeisitrightnow-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _owned_metrics_dir
+METRICS_DIR = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+
+def _settings() -> dict[str, Any]:
+    try:
+        return load_settings()
+    except ConfigError:  # on_starting reports the bad setting
+        return {"STORE_URL": "memory://", "TRUSTED_PROXIES": []}
+
+
+_SETTINGS = _settings()
+MEMORY_STORE = str(_SETTINGS["STORE_URL"]).lower().startswith("memory")
+
+# --- workers and threads ---------------------------------------------------------
+# The memory store is per process: one worker, unless WEB_CONCURRENCY asks for
+# more (then on_starting refuses). A shared store: 2 x CPUs + 1.
+workers = int(os.environ.get("WEB_CONCURRENCY") or 0) or (
+    1 if MEMORY_STORE else multiprocessing.cpu_count() * 2 + 1
+)
+worker_class = "gthread"
+threads = int(os.environ.get("THREADS", "8"))
+
+# --- server ------------------------------------------------------------------------
+bind = os.environ.get("BIND", "127.0.0.1:8000")  # put it behind an HTTPS proxy
+timeout = 30  # a worker silent this long is killed (Auth calls are bounded far below)
+graceful_timeout = 20  # SIGTERM: finish requests in flight for up to this long
+keepalive = 5
+# Recycle workers now and then (jitter: not all at once), but never the one
+# worker of the memory store: its actions would go with it.
+max_requests = 0 if MEMORY_STORE else 10_000
+max_requests_jitter = 1_000
+limit_request_line = 4094
+limit_request_fields = 50
+limit_request_field_size = 8190
+control_socket_disable = True
+# The proxies whose X-Forwarded-Proto is believed (the app: X-Forwarded-For too).
+forwarded_allow_ips = ",".join(_SETTINGS["TRUSTED_PROXIES"])
+
+# --- logs ---------------------------------------------------------------------------
+logger_class = "app.logs.GunicornLogger"
+errorlog = "-"
+accesslog = "-"
+loglevel = "info"
+
+
+# --- hooks ----------------------------------------------------------------------------
+def on_starting(server):  # type: ignore[no-untyped-def]
+    """Refuse a bad configuration or an unsafe setup before forking (one line).
+    Start from empty metrics: files of an earlier run would be added in.
+    Answer requests gunicorn itself refuses (414, 431, 400) with JSON, as the
+    app answers every error, not with gunicorn's HTML page (workers inherit it)."""
+    import gunicorn.util
+
+    from app.errors import write_gunicorn_error
+    from app.startup import check_or_exit
+
+    try:
+        check_or_exit(server.cfg.workers)
+    except SystemExit:
+        on_exit(server)  # gunicorn does not call it when on_starting stops it
+        raise
+    gunicorn.util.write_error = write_gunicorn_error
+    METRICS_DIR.mkdir(parents=True, exist_ok=True)
+    for stale in METRICS_DIR.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server, worker):  # type: ignore[no-untyped-def]
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # type: ignore[no-untyped-def]
+    if _owned_metrics_dir:
+        shutil.rmtree(_owned_metrics_dir, ignore_errors=True)

@@ -1,0 +1,127 @@
+"""Typed configuration (app.settings): each value read by its key's type, in
+layers config.py -> operator's file -> FLASK_* -> overrides; a bad value is
+one line naming the key, the problem and the expected form."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.settings import CONFIG_FILE_VARIABLE, ConfigError, load_settings
+
+DEV = {"AUTH_MODE": "dev"}
+ALICE_URN = "urn:globus:auth:identity:8a4c5f1e-0c1b-4d3e-9f7a-2b6c8d9e0f11"
+GROUP_URN = "urn:globus:groups:id:0b9d7e1c-1f2a-4b3c-8d4e-5f6a7b8c9d0e"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(CONFIG_FILE_VARIABLE, raising=False)
+    for name in [n for n in __import__("os").environ if n.startswith("FLASK_")]:
+        monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("true", True), ("TRUE", True), ("Yes", True), ("on", True), ("1", True),
+     ("false", False), ("False", False), ("NO", False), ("off", False), ("0", False)],
+)
+def test_booleans_in_any_case(monkeypatch: pytest.MonkeyPatch, text: str, expected: bool):
+    monkeypatch.setenv("FLASK_METRICS_ENABLED", text)
+    assert load_settings(DEV)["METRICS_ENABLED"] is expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [ALICE_URN, f'["{ALICE_URN}"]', f"{ALICE_URN}, {GROUP_URN}", f'["{ALICE_URN}", "{GROUP_URN}"]'],
+)
+def test_lists_json_or_comma_separated(monkeypatch: pytest.MonkeyPatch, text: str):
+    monkeypatch.setenv("FLASK_ADMINISTERED_BY", text)
+    expected = [ALICE_URN, GROUP_URN] if GROUP_URN in text else [ALICE_URN]
+    assert load_settings(DEV)["ADMINISTERED_BY"] == expected
+
+
+def test_numbers_and_durations_by_type(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("FLASK_FAILURE_RATE", "0.25")
+    monkeypatch.setenv("FLASK_MAX_CONTENT_LENGTH", "2048")
+    monkeypatch.setenv("FLASK_RELEASE_AFTER", "PT12H")
+    monkeypatch.setenv("FLASK_LOG_LEVEL", "debug")
+    config = load_settings(DEV)
+    assert config["FAILURE_RATE"] == 0.25 and config["MAX_CONTENT_LENGTH"] == 2048
+    assert config["RELEASE_AFTER"] == "PT12H" and config["LOG_LEVEL"] == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("FLASK_FAILURE_RATE", "abc",
+         "bad setting FLASK_FAILURE_RATE='abc': value is not a valid float; "
+         "expected a number from 0 to 1"),
+        ("FLASK_FAILURE_RATE", "1.5", "FLASK_FAILURE_RATE='1.5': ensure this value is less"),
+        ("FLASK_RELEASE_AFTER", "30d",
+         "bad setting FLASK_RELEASE_AFTER='30d': not an ISO 8601 duration; expected an "
+         "ISO 8601 duration"),
+        ("FLASK_MAXIMUM_DEADLINE", "P1M", "FLASK_MAXIMUM_DEADLINE='P1M': years and months"),
+        ("FLASK_METRICS_ENABLED", "maybe", "FLASK_METRICS_ENABLED='maybe': value could not be "
+         "parsed to a boolean; expected a boolean: true/false, yes/no, on/off, 1/0"),
+        ("FLASK_ADMINISTERED_BY", "alice@example.org",
+         "FLASK_ADMINISTERED_BY='alice@example.org': 'alice@example.org' is not a principal URN"),
+        ("FLASK_ADMINISTERED_BY", "[oops", "FLASK_ADMINISTERED_BY='[oops': value is not a valid "
+         "list"),
+        ("FLASK_AUTH_TIMEOUT_SECONDS", "0", "FLASK_AUTH_TIMEOUT_SECONDS='0': ensure this value "
+         "is greater than 0"),
+        ("FLASK_INTROSPECT_CACHE_SIZE", "lots", "FLASK_INTROSPECT_CACHE_SIZE='lots': value is "
+         "not a valid integer"),
+        ("FLASK_AUTH_MODE", "prod", "FLASK_AUTH_MODE='prod': unexpected value"),
+        ("FLASK_LOG_FORMAT", "xml", "FLASK_LOG_FORMAT='xml': unexpected value"),
+        ("FLASK_SCOPE", "action_all", "FLASK_SCOPE='action_all': not a full scope string"),
+        ("FLASK_STORE_URL", "mysql://u:secret@db/x", "FLASK_STORE_URL: unsupported scheme"),
+        ("FLASK_MIN_DELAY_SECONDS", "1000", "MIN_DELAY_SECONDS <= MAX_DELAY_SECONDS"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as raised:
+        load_settings({} if name == "FLASK_AUTH_MODE" else DEV)
+    text = str(raised.value)
+    assert message in text and "\n" not in text
+    assert "secret" not in text  # a URL's password is never echoed
+
+
+def test_layers_defaults_file_environment_overrides(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    site = tmp_path / "site.py"
+    site.write_text("FAILURE_RATE = 0.1\nMIN_DELAY_SECONDS = 1\nMAX_DELAY_SECONDS = 2\n")
+    monkeypatch.setenv(CONFIG_FILE_VARIABLE, str(site))
+    monkeypatch.setenv("FLASK_MIN_DELAY_SECONDS", "0.5")
+    config = load_settings({**DEV, "MAX_DELAY_SECONDS": 3, "TESTING": True})
+    assert config["FAILURE_RATE"] == 0.1  # the file over config.py
+    assert config["MIN_DELAY_SECONDS"] == 0.5  # the environment over the file
+    assert config["MAX_DELAY_SECONDS"] == 3  # overrides over everything
+    assert config["TESTING"] is True  # Flask's own keys pass through
+    assert config["RELEASE_AFTER"] == "P30D"  # config.py
+
+
+def test_operator_file_errors_name_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    site = tmp_path / "site.py"
+    monkeypatch.setenv(CONFIG_FILE_VARIABLE, str(site))
+    with pytest.raises(ConfigError, match="no such file"):
+        load_settings(DEV)
+    site.write_text("FAILURE_RATE = 'often'\n")
+    with pytest.raises(ConfigError, match=r"bad setting FAILURE_RATE in .*site.py='often'"):
+        load_settings(DEV)
+    site.write_text("FAILURE_RATES = 0.1\n")
+    with pytest.raises(ConfigError, match=r"unknown setting FAILURE_RATES in .*site.py"):
+        load_settings(DEV)
+    site.write_text("FAILURE_RATE = (\n")
+    with pytest.raises(ConfigError, match=r"site.py'?: SyntaxError"):
+        load_settings(DEV)
+
+
+def test_overrides_are_checked_too():
+    with pytest.raises(ConfigError, match="bad setting FAILURE_RATE='2'"):
+        load_settings({**DEV, "FAILURE_RATE": 2})
