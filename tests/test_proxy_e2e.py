@@ -6,7 +6,7 @@ as the app sees and logs them, /metrics private.
 Addresses: the client connects from 127.0.0.2, nginx connects to the
 instances from 127.0.0.3 (proxy_bind, the test's one addition), and the
 instances trust 127.0.0.3 only (FLASK_TRUSTED_PROXIES). Globus Auth is faked
-over HTTP (a local server answering introspection with tests/globus_fakes.py).
+over HTTP (a local server answering introspection with app.testing).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from requests.adapters import HTTPAdapter
 
-from tests.globus_fakes import SCOPE, FakeGlobus
+from app.testing import SCOPE, FakeGlobus
 from tests.server import ROOT, free_port, gunicorn_process
 from tests.store_fixtures import _SESSION, _conninfo, with_schema
 
