@@ -98,8 +98,9 @@ def _wait_for_port(port: int, seconds: float, what: str) -> None:
 class Cluster:
     """A private PostgreSQL 15 cluster on a free loopback port (trust auth)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, settings: dict[str, str] | None = None) -> None:
         self.folder = folder
+        self.settings = settings or {}
         self.data = folder / "data"
         self.port = free_port()
         self.log = folder / "postgres.log"
@@ -116,10 +117,11 @@ class Cluster:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def start(self) -> None:
+        extra = "".join(f" -c {name}={value}" for name, value in self.settings.items())
         subprocess.run(
             _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
                           "-w", "-t", "60", "-o",
-                          f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1",
+                          f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1{extra}",
                           "start"]),
             check=True, capture_output=True, timeout=90,
         )
@@ -133,13 +135,14 @@ class Cluster:
 
 
 @contextmanager
-def private_cluster() -> Iterator[Cluster]:
-    """A started private cluster, stopped and deleted afterwards."""
+def private_cluster(settings: dict[str, str] | None = None) -> Iterator[Cluster]:
+    """A started private cluster (server ``settings`` on its command line),
+    stopped and deleted afterwards."""
     if not (PG_BIN / "initdb").exists():
         raise RuntimeError(f"PostgreSQL 15 binaries not found in {PG_BIN}")
     folder = Path(tempfile.mkdtemp(prefix="wt-pg-"))
     try:
-        cluster = Cluster(folder)
+        cluster = Cluster(folder, settings)
         cluster.start()
         try:
             yield cluster
