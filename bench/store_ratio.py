@@ -5,8 +5,9 @@
 
 One gunicorn per store (1 sync worker, -c bench/gunicorn.conf.py, dev auth),
 each holding --prefill actions (memory: bench/prefilled.py; SQLite and
-PostgreSQL: bulk-loaded before the server starts, PostgreSQL on a fresh schema
-dropped at the end), plus PostgreSQL with 2 and 3 workers. Each round loads
+PostgreSQL: bulk-loaded before the server starts; PostgreSQL is a private
+cluster started for the run (tests/postgres.py; or --pg-url, a fresh schema
+there), plus PostgreSQL with 2 and 3 workers. Each round loads
 every server in turn with wrk (also PostgreSQL with
 ``prepared_statements=off``) (-t1 -c4): ``status`` of one action among the
 prefilled ones, ``run`` with fresh request_ids; the order of the servers
@@ -17,9 +18,11 @@ Each round also measures, from this process, what a request cannot avoid
 paying on each store: PostgreSQL's round trip (``SELECT 1``), one
 ``store.get`` and ``store.create`` through the store's own code, and the
 disk's flush (fdatasync of an 8 kB write, as pg_test_fsync does, on the
-file systems of PostgreSQL's data and the SQLite file). From them: the best
-ratio a run could reach if the service spent nothing but the flush and one
-round trip beyond the memory store (``ceiling``). Results, every round, go to
+file systems of PostgreSQL's data and the SQLite file), and the flushes
+during the run scenario itself: PostgreSQL's own (pg_stat_wal's mean
+wal_sync_time) and, beside the SQLite run, the same probe every 20 ms. From
+them: the best ratio a run could reach if the service spent nothing beyond
+the memory store but that flush and one round trip (``ceiling``). Results, every round, go to
 bench/results/store-<time>.json.
 """
 
@@ -32,6 +35,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -44,7 +48,7 @@ from app.store import ActionRecord
 from app.store.sql import SQLStore
 from bench import run as runner
 from bench import store_bench
-from tests.postgres import conninfo, temporary_schema
+from tests.postgres import conninfo, private_cluster, temporary_schema
 
 SCENARIOS = ("status", "run")
 TARGETS = {("postgresql", "status"): 0.85, ("postgresql", "run"): 0.70,
@@ -56,7 +60,7 @@ def median_us(samples: list[float]) -> float:
 
 
 def fsync_probe(folder: Path, count: int = 100) -> float:
-    """Median µs of one 8 kB write + fdatasync in ``folder``."""
+    """Median µs of one 8 kB write + fdatasync in ``folder`` (pg_test_fsync's test)."""
     block = os.urandom(8192)
     fd, name = tempfile.mkstemp(dir=folder, prefix="fsync-probe-")
     samples = []
@@ -71,6 +75,33 @@ def fsync_probe(folder: Path, count: int = 100) -> float:
         os.close(fd)
         os.unlink(name)
     return median_us(samples)
+
+
+class FlushProber:
+    """fsync_probe's write + fdatasync every 20 ms in a thread, while a load runs."""
+
+    def __init__(self, folder: Path) -> None:
+        self.samples: list[float] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._probe, args=(folder,))
+        self.thread.start()
+
+    def _probe(self, folder: Path) -> None:
+        while not self.done.wait(0.02):
+            self.samples.append(fsync_probe(folder, 1))
+
+    def stop(self) -> float:
+        self.done.set()
+        self.thread.join()
+        return round(statistics.median(self.samples), 1) if self.samples else 0.0
+
+
+def wal_flushes(conn: psycopg.Connection) -> tuple[float, float]:
+    """(WAL flushes, ms spent in them) so far: pg_stat_wal (the time needs
+    track_wal_io_timing, on in the private cluster; else 0)."""
+    row = conn.execute("SELECT wal_sync, wal_sync_time FROM pg_stat_wal").fetchone()
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    return float(row[0]), float(row[1])
 
 
 def round_trip_probe(url: str, count: int = 500) -> float:
@@ -124,8 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--prefill", type=int, default=5_000, help="actions in each store")
-    parser.add_argument("--pg-url", default=os.environ.get(
-        "BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--pg-url", default=os.environ.get("BENCH_POSTGRES_URL"),
+                        help="a PostgreSQL server to use (a fresh schema in it); default: "
+                        "a private cluster (initdb) with track_wal_io_timing, whose flush "
+                        "times during the run scenario are then reported")
     parser.add_argument("--pg-workers", type=int, action="append",
                         help="also PostgreSQL with this many workers (default 2 and 3)")
     args = parser.parse_args(argv)
@@ -133,13 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     pg_workers = args.pg_workers or [2, 3]
     wrk_bin = runner.ensure_wrk()
     paths = runner.PATHS["classic"]
-    with psycopg.connect(conninfo(args.pg_url)) as conn:
-        # The flush probe writes beside the data directory: same file system.
-        pg_folder = Path(conn.execute("SHOW data_directory").fetchone()[0]).parent
-
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-store-")))
+        if args.pg_url is None:
+            cluster = stack.enter_context(private_cluster({"track_wal_io_timing": "on"}))
+            args.pg_url = cluster.url
         pg_url = stack.enter_context(temporary_schema(args.pg_url, "wt_bench"))
+        with psycopg.connect(conninfo(args.pg_url)) as conn:
+            # The flush probe writes beside the data directory: same file system.
+            pg_folder = Path(conn.execute("SHOW data_directory").fetchone()[0]).parent
+        wal = psycopg.connect(conninfo(args.pg_url), autocommit=True)
+        stack.callback(wal.close)
         urls = {"memory": "memory://", "sqlite": f"sqlite:///{tmp / 'bench.db'}",
                 "postgresql": pg_url}
         print(f"prefilling {args.prefill:,} actions per store", flush=True)
@@ -174,12 +211,22 @@ def main(argv: list[str] | None = None) -> int:
         order = list(servers)
         for number in range(args.rounds):
             measured: dict[str, Any] = {}
+            during: dict[str, float] = {}
             for name in order if number % 2 == 0 else order[::-1]:
                 for scenario in SCENARIOS:
+                    flushes_before = wal_flushes(wal)
+                    prober = FlushProber(tmp) if (name, scenario) == ("sqlite", "run") else None
                     m = runner.scenario_call(scenario, wrk_bin, servers[name], args.duration,
                                              paths, ids[name])
                     measured[f"{name} {scenario}"] = m.__dict__
+                    if (name, scenario) == ("postgresql", "run"):
+                        count, ms = (a - b for a, b in
+                                     zip(wal_flushes(wal), flushes_before, strict=True))
+                        during["pg_flush_us_during_run"] = round(ms * 1e3 / max(count, 1), 1)
+                    if prober is not None:
+                        during["fsync_us_during_sqlite_run"] = prober.stop()
             probes = {
+                **during,
                 "pg_round_trip_us": round_trip_probe(args.pg_url),
                 "fsync_pg_wal_us": fsync_probe(pg_folder),
                 "fsync_sqlite_us": fsync_probe(tmp),
@@ -193,11 +240,12 @@ def main(argv: list[str] | None = None) -> int:
                 for scenario in SCENARIOS
             }
             memory_run_us = 1e6 / measured["memory run"]["rps"]
+            pg_flush = during.get("pg_flush_us_during_run") or probes["fsync_pg_wal_us"]
+            sqlite_flush = during["fsync_us_during_sqlite_run"]
             ceilings = {
-                "postgresql run": round(memory_run_us / (memory_run_us + probes["fsync_pg_wal_us"]
+                "postgresql run": round(memory_run_us / (memory_run_us + pg_flush
                                                          + probes["pg_round_trip_us"]), 3),
-                "sqlite run": round(memory_run_us / (memory_run_us
-                                                     + probes["fsync_sqlite_us"]), 3),
+                "sqlite run": round(memory_run_us / (memory_run_us + sqlite_flush), 3),
             }
             rounds.append({"measured": measured, "ratios": ratios, "probes": probes,
                            "ceilings": ceilings})
