@@ -10,9 +10,10 @@ cluster started for the run (tests/postgres.py; or --pg-url, a fresh schema
 there), plus PostgreSQL with 2 and 3 workers. Each round loads
 every server in turn with wrk (also PostgreSQL with
 ``prepared_statements=off``) (-t1 -c4): ``status`` of one action among the
-prefilled ones, ``run`` with fresh request_ids; the order of the servers
-alternates from round to round. A store's ratio is its requests/s over the
-memory store's in the same round.
+prefilled ones, ``run`` with fresh request_ids: per scenario the memory
+store, the SQL stores (their order alternating from round to round), the
+memory store again, then the 2- and 3-worker servers. A store's ratio is its
+requests/s over the mean of the two memory runs around it.
 
 Each round also measures, from this process, what a request cannot avoid
 paying on each store: PostgreSQL's round trip (``SELECT 1``), one
@@ -208,23 +209,34 @@ def main(argv: list[str] | None = None) -> int:
                 runner.scenario_call(scenario, wrk_bin, url, 1, paths, ids[name])
 
         rounds: list[dict[str, Any]] = []
-        order = list(servers)
+        compared = ["sqlite", "postgresql", "postgresql/noprep"]
+        scans = [name for name in servers if name.startswith("postgresql/w")]
         for number in range(args.rounds):
             measured: dict[str, Any] = {}
             during: dict[str, float] = {}
-            for name in order if number % 2 == 0 else order[::-1]:
-                for scenario in SCENARIOS:
+            for scenario in SCENARIOS:
+                # memory, the SQL stores (order alternating by round), memory
+                # again: each ratio is to the mean of the two memory runs
+                # around it, so a drift of the machine's speed cancels out.
+                middle = compared if number % 2 == 0 else compared[::-1]
+                for position, name in enumerate(["memory", *middle, "memory", *scans]):
                     flushes_before = wal_flushes(wal)
                     prober = FlushProber(tmp) if (name, scenario) == ("sqlite", "run") else None
                     m = runner.scenario_call(scenario, wrk_bin, servers[name], args.duration,
                                              paths, ids[name])
-                    measured[f"{name} {scenario}"] = m.__dict__
+                    key = f"{name} {scenario}"
+                    if name == "memory":
+                        key += " (before)" if position == 0 else " (after)"
+                    measured[key] = m.__dict__
                     if (name, scenario) == ("postgresql", "run"):
                         count, ms = (a - b for a, b in
                                      zip(wal_flushes(wal), flushes_before, strict=True))
                         during["pg_flush_us_during_run"] = round(ms * 1e3 / max(count, 1), 1)
                     if prober is not None:
                         during["fsync_us_during_sqlite_run"] = prober.stop()
+                measured[f"memory {scenario}"] = {"rps": statistics.mean(
+                    measured[f"memory {scenario} ({when})"]["rps"] for when in ("before", "after")
+                ), "p50_ms": 0, "bad_status": 0, "socket_errors": 0}
             probes = {
                 **during,
                 "pg_round_trip_us": round_trip_probe(args.pg_url),
@@ -236,8 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             ratios = {
                 f"{store} {scenario}": round(measured[f"{store} {scenario}"]["rps"]
                                              / measured[f"memory {scenario}"]["rps"], 3)
-                for store in ("sqlite", "postgresql", "postgresql/noprep")
-                for scenario in SCENARIOS
+                for store in compared for scenario in SCENARIOS
             }
             memory_run_us = 1e6 / measured["memory run"]["rps"]
             pg_flush = during.get("pg_flush_us_during_run") or probes["fsync_pg_wal_us"]
