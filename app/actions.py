@@ -42,7 +42,14 @@ Clock = Callable[[], datetime]
 
 FAILED_DETAILS = {"message": "We didn't know what time it was.", "error": "WATCHLESS"}
 CANCELLED_DETAILS = {"message": "Job cancelled", "error": "CANCELLED"}
-SWEEP_LIMIT = 16  # actions released automatically per run request, at most
+# Automatic release: a run request that creates an action sweeps (one store
+# call) only if this process has not swept for SWEEP_INTERVAL, or its last
+# sweep was full (a backlog). Each process then forgets up to SWEEP_LIMIT due
+# actions a second, and as many as it needs while behind, so storage stays
+# bounded whatever the rate, on every worker and host alike; the store's
+# sweep takes each row once (PostgreSQL: SKIP LOCKED).
+SWEEP_LIMIT = 256
+SWEEP_INTERVAL = timedelta(seconds=1)
 # One enumeration request reads at most this many store pages (of limit + 1
 # records) looking for actions the caller may see; then it ends its page early.
 ENUMERATE_SCAN_PAGES = 8
@@ -259,6 +266,8 @@ class ActionService:
         # it in every forked worker. (Delays and failures are a simulation.)
         self.rng: random.Random | ModuleType = rng or random
         self._intern = Interner()
+        self._swept_at: datetime | None = None
+        self._sweep_full = False
 
     # --- run -----------------------------------------------------------------
     def run(self, request: ActionRequest, caller: AuthState) -> tuple[dict[str, Any], bool]:
@@ -269,12 +278,18 @@ class ActionService:
         stored, created = self.store.create(record, now)
         if created:
             self.events.started()
-            self.store.sweep(now, SWEEP_LIMIT)
+            self._sweep_if_due(now)
         elif stored.fingerprint != record.fingerprint:
             raise ActionConflict(
                 f"request_id {request.request_id!r} was already used for a different request"
             )
         return public_status(stored, now), created
+
+    def _sweep_if_due(self, now: datetime) -> None:
+        last = self._swept_at
+        if self._sweep_full or last is None or not last <= now < last + SWEEP_INTERVAL:
+            self._swept_at = now
+            self._sweep_full = self.store.sweep(now, SWEEP_LIMIT) >= SWEEP_LIMIT
 
     def _new_record(self, request: ActionRequest, caller: AuthState, now: datetime) -> ActionRecord:
         settings = self.settings

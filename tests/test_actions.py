@@ -191,6 +191,34 @@ def test_released_automatically_and_storage_reclaimed(clock):
     assert store.get(first) is None and len(store) == 1
 
 
+class CountingStore(MemoryStore):
+    """The memory store, counting the sweeps the rules ask for."""
+
+    sweeps = 0
+
+    def sweep(self, now, limit):  # type: ignore[no-untyped-def]
+        self.sweeps += 1
+        return super().sweep(now, limit)
+
+
+def test_sweeps_are_amortised_yet_storage_stays_bounded(clock):
+    """At most one sweep a second while nothing is behind; a backlog (here
+    everything falls due at once) is swept by the following runs until gone."""
+    rules = service(clock, RELEASE_AFTER="PT0S")
+    store = rules.store = CountingStore()
+    for n in range(1_100):  # within one second of the clock: one sweep
+        rules.run(request(f"burst-{n}"), Caller(ALICE))
+        clock.advance(0.0005)
+    assert store.sweeps == 1 and len(store) == 1_100
+    clock.advance(3600)  # the whole burst falls due at once
+    for n in range(5):
+        rules.run(request(f"after-{n}"), Caller(ALICE))
+    # 1,100 due, SWEEP_LIMIT (256) a sweep: five sweeps, the fifth not full.
+    assert store.sweeps == 1 + 5 and len(store) == 5
+    rules.run(request("calm"), Caller(ALICE))
+    assert store.sweeps == 6  # caught up, and less than a second since the last
+
+
 def test_expired_request_id_starts_a_new_action(clock):
     rules = service(clock, RELEASE_AFTER="PT1H")
     first = rules.run(request("same"), Caller(ALICE))[0]["action_id"]
