@@ -16,10 +16,9 @@ from typing import Any
 import globus_sdk
 from flask import Flask, Request, g, request
 from globus_action_provider_tools.errors import AuthenticationError
-from globus_action_provider_tools.flask.helpers import FlaskAuthStateBuilder
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
-from app.auth import AuthResponseMalformed
+from app.auth import AuthResponseMalformed, ProviderAuthStateBuilder
 from app.errors import ActionForbidden, AuthUnavailable, BearerUnauthorized
 from app.validation import RunRequestValidator, parse_json
 
@@ -89,7 +88,7 @@ def check_token(app: Flask, req: Request, view: View | None) -> None:
         raise req.routing_exception  # 404/405 before asking Globus Auth
     if req.method == "OPTIONS" or getattr(view, "public", False):
         return
-    builder: FlaskAuthStateBuilder = app.extensions["auth_state_builder"]
+    builder: ProviderAuthStateBuilder = app.extensions["auth_state_builder"]
     try:
         g.auth_state = builder.build_from_request(request=req)
     except AuthenticationError as error:
