@@ -17,6 +17,7 @@ import globus_sdk
 from flask import Flask, Request, g, request
 from globus_action_provider_tools.errors import AuthenticationError
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
+from werkzeug.wsgi import get_content_length
 
 from app.auth import AuthResponseMalformed, ProviderAuthStateBuilder
 from app.errors import ActionForbidden, AuthUnavailable, BearerUnauthorized
@@ -121,20 +122,41 @@ def validate_run_request(app: Flask, req: Request, view: View | None) -> None:
     if req.method != "POST" or not getattr(view, "takes_run_request", False):
         return
     validator: RunRequestValidator = app.extensions["run_validator"]
-    g.action_request = validator.validate(parse_json(read_body(req)))
+    g.action_request = validator.validate(parse_json(read_body(app, req)))
 
 
-def read_body(req: Request) -> bytes:
-    """The request body by werkzeug's ``get_data`` (413 beyond
-    MAX_CONTENT_LENGTH), and the two checks werkzeug 2.3 leaves out when the
-    server terminates the stream itself (``wsgi.input_terminated``, as
-    gunicorn does): a body shorter than its Content-Length is a 400, and a
-    chunked body still going at the limit a 413 (werkzeug stops reading it
-    there without a word)."""
+def read_body(app: Flask, req: Request) -> bytes:
+    """The request body, 413 beyond MAX_CONTENT_LENGTH, 400 if the client
+    sends less than its Content-Length (as werkzeug's ``get_data``).
+
+    A fast path: werkzeug's ``get_data`` for every body (its stream wrappers)
+    measured 1,035,239 instructions a run request against 947,579 with this
+    (bench/callgrind.py, 9f3a200 vs 8df7205: -8.5 %)."""
+    environ = req.environ
+    length = get_content_length(environ)  # werkzeug's reading: None if chunked or absent
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    if length is not None and (limit is None or length <= limit):
+        # A body of known, allowed length: read it straight from the server's
+        # stream, without werkzeug's stream wrappers (what get_data would read).
+        return _read_exactly(environ["wsgi.input"], length)
+    return _read_streamed(req, length, limit)
+
+
+def _read_exactly(stream: Any, length: int) -> bytes:
+    data = stream.read(length) if length else b""
+    while len(data) < length:  # a short read: the rest may still come
+        more = stream.read(length - len(data))
+        if not more:
+            raise ClientDisconnected()  # what werkzeug's LimitedStream raises
+        data += more
+    return data
+
+
+def _read_streamed(req: Request, length: int | None, limit: int | None) -> bytes:
+    """A chunked body (``length`` None), or one over ``limit`` (werkzeug answers
+    413). Werkzeug 2.3 silently truncates a streamed body at the limit, so look
+    for one more byte."""
     data = req.get_data()
-    length, limit = req.content_length, req.max_content_length
-    if length is not None and len(data) < length:
-        raise ClientDisconnected()
     if (
         length is None
         and limit is not None
