@@ -1,5 +1,6 @@
 """The request log's speed-ups keep their promises: the orjson log line parses
-to the document the stdlib wrote, the redaction pre-check misses no token,
+to the document the stdlib wrote, the cached time prefix is datetime's own
+text, the redaction pre-check misses no token,
 and cached metric children count like labels()."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from enum import Enum
 
 import pytest
 
-from app.logs import JsonFormatter, dumps, redact
+from app.logs import JsonFormatter, dumps, iso_millis, redact
 from app.observability import Metrics
 
 
@@ -71,6 +72,18 @@ def test_random_plain_documents_parse_alike():
                 else round(rng.random() * 100, 3)
             )
         assert json.loads(dumps(document)) == json.loads(json.dumps(document, default=str))
+
+
+def test_time_text_is_datetimes():
+    rng = random.Random(7)
+    now = datetime.now(UTC).timestamp()
+    stamps = [0.0, 0.9995, 0.9999995, 1.0000005, now, math.floor(now) + 0.9999996, -0.5]
+    stamps += [rng.uniform(0, 4e9) for _ in range(20000)]
+    stamps += [math.floor(now) + rng.randrange(1_000_000) / 1e6 for _ in range(20000)]
+    stamps += [math.floor(now) + rng.randrange(1000) / 1e3 + 5e-7 for _ in range(5000)]
+    for stamp in stamps:
+        expected = datetime.fromtimestamp(stamp, UTC).isoformat(timespec="milliseconds")
+        assert iso_millis(stamp) == expected, stamp
 
 
 @pytest.mark.parametrize(
