@@ -160,12 +160,6 @@ def quiet(view: View) -> View:
     return view
 
 
-def log_action_id(action_id: str) -> None:
-    """Name this action in the request's log line (for a view whose URL has no
-    action_id: a run)."""
-    g.action_id = action_id
-
-
 def _healthz() -> Response:
     """Cheap, no auth: does the store answer?"""
     try:
@@ -224,6 +218,7 @@ def _finish_request(response: Response) -> Response:
         "status": status,
         "latency_ms": round(latency * 1000, 3),
     }
+    # The URL's action_id, or the one a view set (a run: its new or found action)
     action_id = (req.view_args or {}).get("action_id") or ctx_g.get("action_id")
     if isinstance(action_id, str):
         fields["action_id"] = clip(action_id)
