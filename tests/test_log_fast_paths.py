@@ -1,7 +1,7 @@
 """The request log's speed-ups keep their promises: the orjson log line parses
 to the document the stdlib wrote, the cached time prefix is datetime's own
-text, the redaction pre-check misses no token,
-and cached metric children count like labels()."""
+text, the redaction pre-check misses no token, the cached loopback check
+answers as ipaddress does, and cached metric children count like labels()."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from enum import Enum
 
 import pytest
 
+from app.hooks import is_loopback
 from app.logs import JsonFormatter, dumps, iso_millis, redact
 from app.observability import Metrics
 
@@ -117,6 +118,21 @@ def test_an_exception_is_logged_redacted():
     document = json.loads(JsonFormatter().format(record))
     assert "secret-token-value" not in document["exception"]
     assert "Bearer [redacted]" in document["exception"]
+
+
+@pytest.mark.parametrize(
+    "address", ["127.0.0.1", "127.8.9.10", "::1", "10.0.0.1", "::ffff:127.0.0.1", "", "nonsense",
+                "fe80::1%eth0", "1.2.3.4", "127.0.0.1"],
+)
+def test_cached_loopback_check_is_ipaddress(address):
+    import ipaddress
+
+    try:
+        expected = ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        expected = False
+    assert is_loopback(address) is expected
+    assert is_loopback(address) is expected  # and again, from the cache
 
 
 def test_cached_metric_children_count_like_labels():
