@@ -1,10 +1,9 @@
 """A client of this provider written the way a Python user writes one:
 globus-sdk has no Action Provider client, so a small ``globus_sdk.BaseClient``
-subclass with a ``base_url`` and an authorizer (DESIGN.md, "Clients").
+subclass with a ``base_url`` and an authorizer (README, "From Python").
 
-It lives in tests/ because it is an example and a test driver, not a product:
-the provider ships a service, and its users already have globus-sdk (or the
-Flows service) to talk to any Action Provider; README shows the same few lines.
+It is the test driver of that use; the project's own client is ap-client
+(app/client/, which has a BaseClient of its own in app/client/api.py).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import uuid
 from datetime import timedelta, timezone
 
 import pytest
@@ -17,6 +18,7 @@ from app.actions import (
     ActionService,
     Settings,
     fingerprint,
+    new_action_id,
     parse_duration,
     parse_utc_offset,
 )
@@ -101,6 +103,16 @@ def test_a_body_orjson_cannot_write_is_fingerprinted_by_the_stdlib():
     assert fingerprint(huge) == fingerprint(request(offset=2**70)) != fingerprint(
         request(offset=2**69)
     )
+
+
+def test_action_ids_are_uuid4_text():
+    ids = [new_action_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    assert {text[19] for text in ids} == set("89ab") and {text[14] for text in ids} == {"4"}
+    assert {text[0] for text in ids} == set("0123456789abcdef")
 
 
 def test_zero_release_after_is_kept_not_replaced_by_the_default(clock):
