@@ -11,9 +11,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import random
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -42,7 +42,14 @@ Clock = Callable[[], datetime]
 
 FAILED_DETAILS = {"message": "We didn't know what time it was.", "error": "WATCHLESS"}
 CANCELLED_DETAILS = {"message": "Job cancelled", "error": "CANCELLED"}
-SWEEP_LIMIT = 16  # actions released automatically per run request, at most
+# Automatic release: a run request that creates an action sweeps (one store
+# call) only if this process has not swept for SWEEP_INTERVAL, or its last
+# sweep was full (a backlog). Each process then forgets up to SWEEP_LIMIT due
+# actions a second, and as many as it needs while behind, so storage stays
+# bounded whatever the rate, on every worker and host alike; the store's
+# sweep takes each row once (PostgreSQL: SKIP LOCKED).
+SWEEP_LIMIT = 256
+SWEEP_INTERVAL = timedelta(seconds=1)
 # One enumeration request reads at most this many store pages (of limit + 1
 # records) looking for actions the caller may see; then it ends its page early.
 ENUMERATE_SCAN_PAGES = 8
@@ -138,6 +145,16 @@ def _canonical(request: ActionRequest) -> dict[str, Any]:
             None if request.release_after is None else request.release_after.total_seconds()
         ),
     }
+
+
+def new_action_id() -> str:
+    """``str(uuid.uuid4())`` (version 4, RFC 4122 variant) from one 16-byte
+    read, without building a UUID object. Measured (bench/callgrind.py, run):
+    str(uuid.uuid4()) 920,264 instructions a request (ef4301c) against 906,012
+    with this (eb12c76): -1.5 %."""
+    digits = os.urandom(16).hex()
+    variant = "89ab"[int(digits[16], 16) & 3]
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
 
 
 def iso(value: datetime) -> str:
@@ -259,6 +276,8 @@ class ActionService:
         # it in every forked worker. (Delays and failures are a simulation.)
         self.rng: random.Random | ModuleType = rng or random
         self._intern = Interner()
+        self._swept_at: datetime | None = None
+        self._sweep_full = False
 
     # --- run -----------------------------------------------------------------
     def run(self, request: ActionRequest, caller: AuthState) -> tuple[dict[str, Any], bool]:
@@ -269,12 +288,18 @@ class ActionService:
         stored, created = self.store.create(record, now)
         if created:
             self.events.started()
-            self.store.sweep(now, SWEEP_LIMIT)
+            self._sweep_if_due(now)
         elif stored.fingerprint != record.fingerprint:
             raise ActionConflict(
                 f"request_id {request.request_id!r} was already used for a different request"
             )
         return public_status(stored, now), created
+
+    def _sweep_if_due(self, now: datetime) -> None:
+        last = self._swept_at
+        if self._sweep_full or last is None or not last <= now < last + SWEEP_INTERVAL:
+            self._swept_at = now
+            self._sweep_full = self.store.sweep(now, SWEEP_LIMIT) >= SWEEP_LIMIT
 
     def _new_record(self, request: ActionRequest, caller: AuthState, now: datetime) -> ActionRecord:
         settings = self.settings
@@ -298,7 +323,7 @@ class ActionService:
         intern = self._intern
         identities = intern.principals(tuple(sorted(caller.identities)))
         return ActionRecord(
-            action_id=str(uuid.uuid4()),
+            action_id=new_action_id(),
             creator_id=intern(caller.effective_identity),
             request_id=request.request_id,
             fingerprint=fingerprint(request),

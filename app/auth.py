@@ -1,8 +1,15 @@
-"""Globus Auth for the provider: the library's FlaskAuthStateBuilder, built
-from config, and the dev-mode introspection backend.
+"""Globus Auth for the provider: the library's AuthState, built from config
+(``make_state_builder``), and the dev-mode introspection backend.
 
-In dev mode only the introspection call is replaced: everything after it
-(AuthState, its caches, the scope check, authorization) is the library's.
+What this adds to the library: a Groups outage denies instead of failing
+(ProviderAuthState), a malformed introspection answer is refused before the
+library caches it (ProviderAuthClient), the bearer scheme is case-insensitive
+(ProviderAuthStateBuilder), timeouts and the cache size come from config,
+and metrics are told of introspections and cache lookups (AuthObserver).
+
+In dev mode only the introspection call is replaced (DevAuthClient):
+everything after it (AuthState, its caches, the scope check, authorization)
+is the library's.
 """
 
 from __future__ import annotations
@@ -17,9 +24,17 @@ from typing import Any, Protocol, TypeVar
 import flask
 import globus_sdk
 import requests
-from globus_action_provider_tools.authentication import AuthState, AuthStateBuilder
+from globus_action_provider_tools.authentication import (
+    AuthState,
+    AuthStateBuilder,
+    InactiveTokenError,
+    InvalidTokenScopesError,
+)
 from globus_action_provider_tools.client_factory import ClientFactory
-from globus_action_provider_tools.flask.helpers import FlaskAuthStateBuilder
+from globus_action_provider_tools.errors import (
+    AuthenticationError,
+    UnverifiedAuthenticationError,
+)
 from globus_action_provider_tools.utils import TypedTTLCache
 
 log = logging.getLogger(__name__)
@@ -175,10 +190,13 @@ class DevAuthClient(ProviderAuthClient):
 class ProviderAuthState(AuthState):
     """The library's AuthState, except that a Groups outage or a malformed
     Groups answer denies instead of failing the request (the library handles
-    Groups API errors, not network errors or odd data)."""
+    Groups API errors, not network errors or odd data), and that dev users
+    belong to no group (there is no Groups service to ask)."""
 
     @property
     def groups(self) -> frozenset[str]:
+        if isinstance(self.auth_client, DevAuthClient):
+            return frozenset()
         try:
             return super().groups
         except (globus_sdk.NetworkError, KeyError, TypeError, ValueError) as error:
@@ -188,60 +206,40 @@ class ProviderAuthState(AuthState):
             return frozenset()
 
 
-class DevAuthState(AuthState):
-    """Dev users belong to no group (there is no Groups service to ask)."""
+class ProviderAuthStateBuilder(AuthStateBuilder):
+    """Builds the caller's ProviderAuthState from the Authorization header.
 
-    @property
-    def groups(self) -> frozenset[str]:
-        return frozenset()
-
-
-class _StateClassBuilder(AuthStateBuilder):
-    state_class: type[AuthState] = ProviderAuthState
+    ``build_from_request`` is the library's FlaskAuthStateBuilder's, same
+    checks and errors, but for the scheme: the library only accepts the exact
+    prefix "Bearer ", while the auth scheme is case-insensitive (RFC 9110
+    11.1), so "bearer x" and " BEARER  x " are accepted too.
+    """
 
     def build(self, access_token: str, expected_scopes: Iterable[str] | None = None) -> AuthState:
         scopes = (
             self.default_expected_scopes if expected_scopes is None else frozenset(expected_scopes)
         )
-        return self.state_class(
+        return ProviderAuthState(
             self.auth_client, access_token, scopes, client_factory=self.client_factory
         )
-
-
-class ProviderAuthStateBuilder(FlaskAuthStateBuilder, _StateClassBuilder):
-    """FlaskAuthStateBuilder (header parsing, error mapping) building our state
-    class: its build_from_request calls super().build, which the MRO sends to
-    _StateClassBuilder.
-
-    The library only accepts the exact prefix "Bearer "; the auth scheme is
-    case-insensitive (RFC 9110 11.1), so "bearer x" or " BEARER  x " are
-    rewritten to "Bearer x" first. Everything else is the library's parsing.
-    """
 
     def build_from_request(self, *, request: flask.Request | None = None) -> AuthState:
         request = request if request is not None else flask.request
         header = request.headers.get("Authorization")
-        if header is not None and not header.startswith("Bearer "):
-            scheme, _, credentials = header.strip().partition(" ")
-            if scheme.casefold() == "bearer":
-                header = f"Bearer {credentials.strip()}"
-        # The header is all the library reads of the request: hand it over
-        # as read once, in a plain mapping.
-        shim = _WithAuthorization(header)
-        return super().build_from_request(request=shim)  # type: ignore[arg-type]
-
-
-class _WithAuthorization:
-    """The one thing FlaskAuthStateBuilder reads from a request: its headers."""
-
-    __slots__ = ("headers",)
-
-    def __init__(self, authorization: str | None) -> None:
-        self.headers = {} if authorization is None else {"Authorization": authorization}
-
-
-class DevAuthStateBuilder(ProviderAuthStateBuilder):
-    state_class = DevAuthState
+        if header is None:
+            raise UnverifiedAuthenticationError("No Authorization header received")
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.casefold() != "bearer":
+            raise UnverifiedAuthenticationError("No Bearer token in Authorization header")
+        token = token.strip()
+        if not 10 <= len(token) <= 2048:
+            raise UnverifiedAuthenticationError("Bearer token length is unexpected")
+        try:
+            return self.build(token)
+        except InvalidTokenScopesError as error:
+            raise AuthenticationError("Token has invalid scopes") from error
+        except InactiveTokenError as error:
+            raise AuthenticationError("Token is invalid, expired, or revoked") from error
 
 
 class ObservedTTLCache(TypedTTLCache[T]):
@@ -266,8 +264,10 @@ class ObservedTTLCache(TypedTTLCache[T]):
 
 
 def configure_caches(config: dict[str, Any], observer: AuthObserver | None = None) -> None:
-    """Size the library's introspection cache (it is class-wide: one a process;
-    the library's default, 100 tokens, is far too small for a busy provider)."""
+    """Size the library's introspection cache (the library's default, 100
+    tokens, is far too small for a busy provider). It can only be set
+    class-wide, one a process: AuthState reads ``AuthState.introspect_cache``
+    by that name."""
     AuthState.introspect_cache = ObservedTTLCache(
         maxsize=int(config["INTROSPECT_CACHE_SIZE"]),
         ttl=int(config["INTROSPECT_CACHE_TTL_SECONDS"]),
@@ -283,8 +283,8 @@ def provider_scope(config: dict[str, Any]) -> str:
 
 def make_state_builder(
     config: dict[str, Any], observer: AuthObserver | None = None
-) -> FlaskAuthStateBuilder:
-    """The library's FlaskAuthStateBuilder for this configuration."""
+) -> ProviderAuthStateBuilder:
+    """The AuthState builder for this configuration (dev or Globus Auth)."""
     mode = config["AUTH_MODE"]
     factory = TimeoutClientFactory(float(config["AUTH_TIMEOUT_SECONDS"]), observer)
     scope = provider_scope(config)
@@ -303,5 +303,4 @@ def make_state_builder(
     else:
         raise MissingCredentials(f"AUTH_MODE must be 'globus' or 'dev', not {mode!r}")
     configure_caches(config, observer)
-    builder = DevAuthStateBuilder if mode == "dev" else ProviderAuthStateBuilder
-    return builder(auth_client, [scope], client_factory=factory)
+    return ProviderAuthStateBuilder(auth_client, [scope], client_factory=factory)

@@ -1,77 +1,55 @@
-"""Every error leaves as the library's JSON error body: {"code", "description"}."""
+"""Every error leaves as the library's JSON error body, {"code", "description"},
+rendered here (``error_response``): the library's errors and ours below by
+their class name, werkzeug's by status (``_CODES``), a store outage as
+StoreUnavailable, anything else as a 500 without details; and gunicorn's own
+error pages (``write_gunicorn_error``)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import socket
+from collections.abc import Iterable
 
 from flask import Flask, Response
 from globus_action_provider_tools.flask.exceptions import (
-    ActionConflict,
-    ActionProviderError,
     ActionProviderToolsException,
-    BadActionRequest,
     UnauthorizedRequest,
 )
-from werkzeug.exceptions import (
-    Forbidden,
-    HTTPException,
-    MethodNotAllowed,
-    NotFound,
-    RequestEntityTooLarge,
-    ServiceUnavailable,
-)
+from werkzeug.exceptions import Forbidden, HTTPException, ServiceUnavailable
 
 from app import store
 
 log = logging.getLogger(__name__)
 
-# The library's class for each status it has one for; others get a class below.
-_LIBRARY_CLASSES: dict[int, type[ActionProviderToolsException]] = {
-    400: BadActionRequest,
-    401: UnauthorizedRequest,
-    409: ActionConflict,
-    500: ActionProviderError,
+# The code of an error that is not one of the library's (werkzeug's own, from
+# routing or body reading), by status: the library's name where it has one.
+_CODES = {
+    400: "BadActionRequest",
+    401: "UnauthorizedRequest",
+    403: "ActionForbidden",
+    404: "NotFound",  # no route: not ActionNotFound, so a wrong URL is told from a gone action
+    405: "ActionMethodNotAllowed",
+    409: "ActionConflict",
+    413: "RequestTooLarge",
+    500: "ActionProviderError",
 }
+_DESCRIPTIONS = {
+    404: "No such path on this provider.",
+    413: "The request body is larger than this provider accepts.",
+}
+RETRY_AFTER_SECONDS = 5
 
 
 class ActionForbidden(ActionProviderToolsException, Forbidden):
     pass
 
 
-class ActionMethodNotAllowed(ActionProviderToolsException, MethodNotAllowed):
-    def get_headers(self, *args: object) -> list[tuple[str, str]]:
-        headers = super().get_headers(*args)
-        if self.valid_methods:
-            headers.append(("Allow", ", ".join(self.valid_methods)))
-        return headers
-
-
-class RouteNotFound(ActionProviderToolsException, NotFound):
-    """A path no route matches. Its code is ``NotFound``, so that a client can
-    tell a wrong URL from an unknown action (``ActionNotFound``)."""
-
-    @property
-    def name(self) -> str:
-        return "NotFound"
-
-
-class RequestTooLarge(ActionProviderToolsException, RequestEntityTooLarge):
-    pass
-
-
 class AuthUnavailable(ActionProviderToolsException, ServiceUnavailable):
     """Globus Auth could not be asked; the caller should retry."""
 
-    retry_after_seconds = 5
-
     def get_headers(self, *args: object) -> list[tuple[str, str]]:
-        return [*super().get_headers(*args), ("Retry-After", str(self.retry_after_seconds))]
-
-
-class StoreUnavailable(AuthUnavailable):
-    """The action store did not answer (database down, locked, unreachable)."""
+        return [*super().get_headers(*args), ("Retry-After", str(RETRY_AFTER_SECONDS))]
 
 
 class BearerUnauthorized(UnauthorizedRequest):
@@ -85,37 +63,47 @@ class BearerUnauthorized(UnauthorizedRequest):
         return [*super().get_headers(*args), ("WWW-Authenticate", "Bearer")]
 
 
-def as_json_error(error: HTTPException) -> ActionProviderToolsException:
-    """The same error as one of the library's JSON exceptions."""
+def error_body(code: str, description: str | None) -> bytes:
+    return json.dumps({"code": code, "description": description}).encode()
+
+
+def error_response(
+    status: int, code: str, description: str | None, headers: Iterable[tuple[str, str]] = ()
+) -> Response:
+    """The one way an error leaves the app."""
+    response = Response(error_body(code, description), status=status, mimetype="application/json")
+    response.headers.extend(headers)
+    return response
+
+
+def http_error_response(error: HTTPException) -> Response:
+    """Any werkzeug or library HTTP error as JSON, with its own headers
+    (``Allow``, ``WWW-Authenticate``, ``Retry-After``) but its Content-Type."""
+    status = error.code or 500
     if isinstance(error, ActionProviderToolsException):
-        return error
-    if isinstance(error, MethodNotAllowed):
-        return ActionMethodNotAllowed(valid_methods=error.valid_methods)
-    if isinstance(error, NotFound):
-        return RouteNotFound("No such path on this provider.")
-    if isinstance(error, RequestEntityTooLarge):
-        return RequestTooLarge("The request body is larger than this provider accepts.")
-    cls = _LIBRARY_CLASSES.get(error.code or 500)
-    if cls is None:
-        cls = type(type(error).__name__, (ActionProviderToolsException, type(error)), {})
-    return cls(error.description)
+        code, description = error.name, error.description
+    else:
+        code = _CODES.get(status, type(error).__name__)
+        description = _DESCRIPTIONS.get(status, error.description)
+    headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
+    return error_response(status, code, description, headers)
 
 
 def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException) -> Response:
-        return as_json_error(error).get_response()
+    app.register_error_handler(HTTPException, http_error_response)
 
     @app.errorhandler(store.StoreUnavailable)
     def store_unavailable(error: store.StoreUnavailable) -> Response:
         log.error("action store unavailable: %s", error)
-        message = "The action store is unavailable; try again shortly."
-        return StoreUnavailable(message).get_response()
+        return error_response(
+            503, "StoreUnavailable", "The action store is unavailable; try again shortly.",
+            [("Retry-After", str(RETRY_AFTER_SECONDS))],
+        )
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception) -> Response:
         log.exception("unhandled error")
-        return ActionProviderError("Internal Server Error").get_response()
+        return error_response(500, "ActionProviderError", "Internal Server Error")
 
 
 def write_gunicorn_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
@@ -127,11 +115,8 @@ def write_gunicorn_error(sock: socket.socket, status_int: int, reason: str, mesg
     """
     from gunicorn.util import write_nonblock
 
-    code = _LIBRARY_CLASSES.get(status_int)
-    body = json.dumps({
-        "code": code.__name__ if code else "".join(reason.title().split()),
-        "description": f"{reason}: {mesg}"[:300],
-    }).encode()
+    code = _CODES.get(status_int) or "".join(reason.title().split())
+    body = error_body(code, f"{reason}: {mesg}"[:300])
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"

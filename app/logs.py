@@ -61,8 +61,29 @@ def dumps(document: dict[str, Any], *, plain: bool = False) -> str:
     return text.decode() if text.isascii() else json.dumps(document, default=str)
 
 
+_second_cache: tuple[int, str] = (-1, "")
+
+
 def iso_millis(created: float) -> str:
-    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    """``datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")``,
+    formatting the date and time once a second. Measured (bench/callgrind.py):
+    6e0e4b1, with datetime's own text, no fork-tracked pid and no _body_length,
+    615,558 / 685,019 / 933,474 instructions a request (introspect / status /
+    run) against 601,872 / 672,482 / 920,264 (ef4301c): +2.3 / +1.9 / +1.4 %,
+    about 60 % of it this function (timed in process: 3.6 vs 1.4 us; the pid
+    0.2 vs 0.04 us and the body length 1.2 vs 0.2 us, under 1 % each)."""
+    global _second_cache
+    fraction, whole = math.modf(created)  # as datetime does: microseconds, half even
+    second, micro = int(whole), round(fraction * 1e6)
+    if micro >= 1_000_000:
+        second, micro = second + 1, micro - 1_000_000
+    elif micro < 0:
+        second, micro = second - 1, micro + 1_000_000
+    cached_second, prefix = _second_cache
+    if second != cached_second:
+        prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second_cache = (second, prefix)
+    return f"{prefix}.{micro // 1000:03d}+00:00"
 
 
 def json_line(

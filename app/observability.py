@@ -28,11 +28,9 @@ import time
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
-from globus_action_provider_tools.flask.exceptions import ActionProviderToolsException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client import generate_latest as _generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
-from werkzeug.exceptions import ServiceUnavailable
 
 from app.hooks import View, public
 from app.logs import (
@@ -42,6 +40,7 @@ from app.logs import (
     json_stderr_handler,
     write_line,
 )
+from app.store import StoreUnavailable
 
 log = logging.getLogger("app.request")
 
@@ -49,10 +48,6 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:=+/-]{1,128}")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-
-class StoreUnavailable(ActionProviderToolsException, ServiceUnavailable):
-    pass
-
 
 class _SettledMultiProcessCollector(MultiProcessCollector):
     """prometheus_client's collector, skipping files still empty: a starting
@@ -165,12 +160,6 @@ def quiet(view: View) -> View:
     return view
 
 
-def log_action_id(action_id: str) -> None:
-    """Name this action in the request's log line (for a view whose URL has no
-    action_id: a run)."""
-    g.action_id = action_id
-
-
 def _healthz() -> Response:
     """Cheap, no auth: does the store answer?"""
     try:
@@ -179,7 +168,7 @@ def _healthz() -> Response:
         logging.getLogger(__name__).exception("store ping failed")
         healthy = False
     if not healthy:
-        raise StoreUnavailable("The action store does not answer.")
+        raise StoreUnavailable("health check: the store does not answer")
     return jsonify(status="ok")
 
 
@@ -231,6 +220,7 @@ def _finish_request(response: Response) -> Response:
         "status": status,
         "latency_ms": round(latency * 1000, 3),
     }
+    # The URL's action_id, or the one a view set (a run: its new or found action)
     action_id = (req.view_args or {}).get("action_id") or ctx_g.get("action_id")
     if isinstance(action_id, str):
         fields["action_id"] = clip(action_id)

@@ -29,18 +29,17 @@ import time
 import tracemalloc
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 
 import psycopg
 from flask.testing import FlaskClient
-from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.store import ActionRecord, MemoryStore
 from app.store.sql import SQLStore, _principal_rows, _row, action_principals, actions
+from tests.postgres import temporary_schema
 
 TOKEN = {"Authorization": "Bearer dev-token-bench"}
 
@@ -217,21 +216,14 @@ def _postgres_bulk(store: SQLStore, records: list[ActionRecord]) -> None:
 
 @contextmanager
 def postgres_schema(base_url: str) -> Iterator[str | None]:
-    schema = f"wt_bench_{uuid.uuid4().hex[:10]}"
-    conninfo = make_url(base_url).set(drivername="postgresql").render_as_string(False)
-    try:
-        with psycopg.connect(conninfo, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-    except psycopg.Error as error:
-        print(f"postgresql: skipped, unreachable ({error})", file=sys.stderr)
-        yield None
-        return
-    separator = "&" if "?" in base_url else "?"
-    try:
-        yield f"{base_url}{separator}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    """A fresh schema (tests/postgres.py's helper), or None if unreachable."""
+    with ExitStack() as stack:
+        try:
+            url: str | None = stack.enter_context(temporary_schema(base_url, "wt_bench"))
+        except psycopg.Error as error:
+            print(f"postgresql: skipped, unreachable ({error})", file=sys.stderr)
+            url = None
+        yield url
 
 
 def bytes_per_memory_action(count: int = 20_000) -> float:

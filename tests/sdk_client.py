@@ -1,12 +1,9 @@
 """A client of this provider written the way a Python user writes one:
 globus-sdk has no Action Provider client, so a small ``globus_sdk.BaseClient``
-subclass with a ``base_url`` and an authorizer (README, "From Python
-(globus-sdk)", shows the same few lines).
+subclass with a ``base_url`` and an authorizer (README, "From Python").
 
-It lives in tests/ as the example README points to and as the driver of
-test_sdk_client.py. The project's own client is ap-client (README,
-"Command-line client"), which works with any Action Provider; this one is
-what a Python user writes for this provider alone.
+It is the test driver of that use; the project's own client is ap-client
+(app/client/, which has a BaseClient of its own in app/client/api.py).
 """
 
 from __future__ import annotations

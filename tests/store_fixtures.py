@@ -3,8 +3,9 @@
 PostgreSQL: the server at TEST_POSTGRES_URL (default the one these machines
 run at 127.0.0.1:5432, database ``test``). Each test gets its own schema,
 named after this session, dropped afterwards; the store finds it through the
-connection's search_path. No server: the test is skipped with the reason, or
-fails when the environment variable CI is set.
+connection's search_path (tests/postgres.py, shared with bench/). No server:
+the test is skipped with the reason, or fails when the environment variable CI
+is set.
 """
 
 from __future__ import annotations
@@ -13,33 +14,23 @@ import itertools
 import os
 import uuid
 from collections.abc import Iterator
-from urllib.parse import quote
 
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
+
+from tests.postgres import conninfo, create_schema, drop_schemas
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 _SESSION = f"wt_test_{uuid.uuid4().hex[:10]}"
 _counter = itertools.count()
 
 
-def _conninfo(url: str) -> str:
-    parsed = make_url(url)
-    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def with_schema(url: str, schema: str) -> str:
-    """``url`` whose connections use ``schema`` (libpq options=-csearch_path)."""
-    separator = "&" if "?" in url else "?"
-    return f"{url}{separator}options={quote(f'-csearch_path={schema}')}"
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """The server's URL, once reachable; drops this session's schemas at the end."""
     try:
-        with psycopg.connect(_conninfo(POSTGRES_URL), connect_timeout=3) as conn:
+        with psycopg.connect(conninfo(POSTGRES_URL), connect_timeout=3) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as error:
         reason = f"PostgreSQL at {make_url(POSTGRES_URL)!r} is unreachable: {error}"
@@ -47,23 +38,15 @@ def postgres_server() -> Iterator[str]:
             pytest.fail(f"{reason} (CI is set: PostgreSQL tests must run)")
         pytest.skip(reason)
     yield POSTGRES_URL
-    with psycopg.connect(_conninfo(POSTGRES_URL), autocommit=True) as conn:
-        leftovers = conn.execute(
-            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (_SESSION + "%",)
-        ).fetchall()
-        for (name,) in leftovers:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    drop_schemas(POSTGRES_URL, _SESSION + "%")
 
 
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A STORE_URL on a new, empty schema, dropped after the test."""
     schema = f"{_SESSION}_{next(_counter)}"
-    with psycopg.connect(_conninfo(postgres_server), autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    yield with_schema(postgres_server, schema)
-    with psycopg.connect(_conninfo(postgres_server), autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    yield create_schema(postgres_server, schema)
+    drop_schemas(postgres_server, schema)
 
 
 @pytest.fixture

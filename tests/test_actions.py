@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import uuid
 from datetime import timedelta, timezone
 
 import pytest
@@ -17,6 +18,7 @@ from app.actions import (
     ActionService,
     Settings,
     fingerprint,
+    new_action_id,
     parse_duration,
     parse_utc_offset,
 )
@@ -95,6 +97,16 @@ def test_a_body_orjson_cannot_write_is_fingerprinted_by_the_stdlib():
     assert fingerprint(huge) == fingerprint(request(offset=2**70)) != fingerprint(
         request(offset=2**69)
     )
+
+
+def test_action_ids_are_uuid4_text():
+    ids = [new_action_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    assert {text[19] for text in ids} == set("89ab") and {text[14] for text in ids} == {"4"}
+    assert {text[0] for text in ids} == set("0123456789abcdef")
 
 
 def test_zero_release_after_is_kept_not_replaced_by_the_default(clock):
@@ -183,6 +195,34 @@ def test_released_automatically_and_storage_reclaimed(clock):
         rules.status(first, Caller(ALICE))
     rules.run(request("b"), Caller(ALICE))  # a run sweeps what is due
     assert store.get(first) is None and len(store) == 1
+
+
+class CountingStore(MemoryStore):
+    """The memory store, counting the sweeps the rules ask for."""
+
+    sweeps = 0
+
+    def sweep(self, now, limit):  # type: ignore[no-untyped-def]
+        self.sweeps += 1
+        return super().sweep(now, limit)
+
+
+def test_sweeps_are_amortised_yet_storage_stays_bounded(clock):
+    """At most one sweep a second while nothing is behind; a backlog (here
+    everything falls due at once) is swept by the following runs until gone."""
+    rules = service(clock, RELEASE_AFTER="PT0S")
+    store = rules.store = CountingStore()
+    for n in range(1_100):  # within one second of the clock: one sweep
+        rules.run(request(f"burst-{n}"), Caller(ALICE))
+        clock.advance(0.0005)
+    assert store.sweeps == 1 and len(store) == 1_100
+    clock.advance(3600)  # the whole burst falls due at once
+    for n in range(5):
+        rules.run(request(f"after-{n}"), Caller(ALICE))
+    # 1,100 due, SWEEP_LIMIT (256) a sweep: five sweeps, the fifth not full.
+    assert store.sweeps == 1 + 5 and len(store) == 5
+    rules.run(request("calm"), Caller(ALICE))
+    assert store.sweeps == 6  # caught up, and less than a second since the last
 
 
 def test_expired_request_id_starts_a_new_action(clock):

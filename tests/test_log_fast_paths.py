@@ -1,6 +1,7 @@
 """The request log's speed-ups keep their promises: the orjson log line parses
-to the document the stdlib wrote, the redaction pre-check misses no token,
-and cached metric children count like labels()."""
+to the document the stdlib wrote, the cached time prefix is datetime's own
+text, the redaction pre-check misses no token, the cached loopback check
+answers as ipaddress does, and cached metric children count like labels()."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from enum import Enum
 
 import pytest
 
-from app.logs import JsonFormatter, dumps, redact
+from app.hooks import is_loopback
+from app.logs import JsonFormatter, dumps, iso_millis, redact
 from app.observability import Metrics
 
 
@@ -73,6 +75,18 @@ def test_random_plain_documents_parse_alike():
         assert json.loads(dumps(document)) == json.loads(json.dumps(document, default=str))
 
 
+def test_time_text_is_datetimes():
+    rng = random.Random(7)
+    now = datetime.now(UTC).timestamp()
+    stamps = [0.0, 0.9995, 0.9999995, 1.0000005, now, math.floor(now) + 0.9999996, -0.5]
+    stamps += [rng.uniform(0, 4e9) for _ in range(20000)]
+    stamps += [math.floor(now) + rng.randrange(1_000_000) / 1e6 for _ in range(20000)]
+    stamps += [math.floor(now) + rng.randrange(1000) / 1e3 + 5e-7 for _ in range(5000)]
+    for stamp in stamps:
+        expected = datetime.fromtimestamp(stamp, UTC).isoformat(timespec="milliseconds")
+        assert iso_millis(stamp) == expected, stamp
+
+
 @pytest.mark.parametrize(
     "text",
     ["GET / 200", "Authorization: Bearer abc.def", "BEARER   xyz", "bEaReR\ttok", "x bearer",
@@ -104,6 +118,21 @@ def test_an_exception_is_logged_redacted():
     document = json.loads(JsonFormatter().format(record))
     assert "secret-token-value" not in document["exception"]
     assert "Bearer [redacted]" in document["exception"]
+
+
+@pytest.mark.parametrize(
+    "address", ["127.0.0.1", "127.8.9.10", "::1", "10.0.0.1", "::ffff:127.0.0.1", "", "nonsense",
+                "fe80::1%eth0", "1.2.3.4", "127.0.0.1"],
+)
+def test_cached_loopback_check_is_ipaddress(address):
+    import ipaddress
+
+    try:
+        expected = ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        expected = False
+    assert is_loopback(address) is expected
+    assert is_loopback(address) is expected  # and again, from the cache
 
 
 def test_cached_metric_children_count_like_labels():

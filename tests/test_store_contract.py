@@ -457,6 +457,43 @@ def test_released_and_swept_actions_leave_no_rows_behind(sql_url: str) -> None:
         store.close()
 
 
+@pytest.mark.parametrize("setting", ["on", "off"])
+def test_prepared_statements_follow_the_url(postgres_url: str, setting: str) -> None:
+    """psycopg prepares the hot statements unless the URL says not to (for a
+    pooler in transaction mode that cannot keep them)."""
+    store = open_store(f"{postgres_url}&prepared_statements={setting}")
+    try:
+        record = make_record(1)
+        store.create(record, T0)
+        for _ in range(3):
+            assert store.get(record.action_id) == record
+        conn = store._threads.conn  # type: ignore[attr-defined]
+        prepared = conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0]
+        assert (prepared > 0) == (setting == "on"), prepared
+    finally:
+        store.close()
+
+
+def test_a_connection_the_server_closed_is_replaced_without_an_error(postgres_url: str) -> None:
+    """No pre-ping: the next call sees the closed socket and reconnects, even
+    a cancel (which is never repeated after a connection breaks under it)."""
+    import psycopg
+
+    from tests.postgres import conninfo
+
+    store = open_store(postgres_url)
+    try:
+        record = make_record(1)
+        store.create(record, T0)
+        pid = store._threads.conn.info.backend_pid  # type: ignore[attr-defined]
+        with psycopg.connect(conninfo(postgres_url), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+        assert store.cancel(record.action_id, T0) is not None
+        assert store._threads.conn.info.backend_pid != pid  # type: ignore[attr-defined]
+    finally:
+        store.close()
+
+
 def test_driver_errors_do_not_carry_statement_values(sql_url: str) -> None:
     """An unexpected driver error is logged with its 500: never with the
     request's values (a label, a request_id) in it."""
@@ -489,6 +526,7 @@ def test_a_newer_schema_is_refused(sql_url: str) -> None:
         "sqlite:///:memory:",
         "sqlite:////no/such/dir/a.db",
         "nonsense",
+        "postgresql://u@h/db?prepared_statements=maybe",
     ],
 )
 def test_unknown_or_unusable_store_urls_are_refused_clearly(url: str) -> None:

@@ -23,19 +23,42 @@ creator holds all three: one row, not three). Unlike arrays with a GIN index it
 works the same on SQLite and PostgreSQL, and its primary key is already
 ordered the way enumerate pages (start_time, action_id), so a page is an index
 range scan per principal instead of a scan of all actions.
+
+Round trips (bench/README.md has the figures). The hot operations (create,
+get, cancel, release, sweep, ping) go straight to the driver, on one
+connection per thread: SQLAlchemy Core measured 60-120 us a statement on
+top of psycopg's 40 us for a ``SELECT 1`` (bench/README.md, issue 15). On
+PostgreSQL each is one statement in autocommit mode, so one round trip:
+create is a single statement (a CTE inserting the action and its principal
+rows). There is no
+pre-ping: an idle connection the server has closed is seen on its socket
+(no round trip) and replaced; one that breaks during a statement is replaced
+and the statement repeated when repeating it is safe (reads, create, sweep),
+else the caller gets StoreUnavailable (503, Retry-After). Enumeration, schema
+set-up and counting stay on SQLAlchemy Core.
+
+Prepared statements: psycopg prepares a statement on a connection from its
+``PREPARE_THRESHOLD``-th use. Behind a pooler in transaction mode whose
+version cannot track them (PgBouncer before 1.21, Debian 12 ships 1.18) put
+``?prepared_statements=off`` in STORE_URL.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import select
+import sqlite3
+import threading
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+import psycopg
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from app.store.base import ActionRecord, StoreError, StoreUnavailable
@@ -49,6 +72,8 @@ _US = timedelta(microseconds=1)
 _ROLE_BITS = {"creator_id": 1, "monitor_by": 2, "manage_by": 4}
 _PG_LOCK_KEY = 0x7768_6174  # pg_advisory_xact_lock key serialising schema setup
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
+PREPARE_THRESHOLD = 2  # psycopg prepares a statement from its second use on a connection
+_T = TypeVar("_T")
 
 metadata = sa.MetaData()
 
@@ -137,24 +162,43 @@ class SQLStore:
     """An ActionStore in SQLite or PostgreSQL (see the module docstring)."""
 
     def __init__(self, url: str) -> None:
-        self.url = engine_url(url)
+        parsed = make_url(url)
+        self.prepared = _prepared_statements(parsed.query.get("prepared_statements", "on"))
+        self.url = engine_url(url).difference_update_query(["prepared_statements"])
         self.dialect = self.url.get_backend_name()
-        self._insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        self._pg = self.dialect == "postgresql"
+        self._sql = _PG_SQL if self._pg else _SQLITE_SQL
         self._engine = self._make_engine()
         self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._threads = _PerThread()
+        self._open: set[Any] = set()  # every hot-path connection, for close()
+        self._lock = threading.Lock()
         self._migrate()
         # Whatever forks this process next (gunicorn --preload, multiprocessing)
-        # must not share pooled connections with it: start the child's pool empty.
+        # must not share connections with it: start the child with none.
         self._engine.dispose()
         ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _dispose_in_child(ref))
+        os.register_at_fork(after_in_child=lambda: _forget_in_child(ref))
 
     # --- engine and schema ----------------------------------------------------
     def _make_engine(self) -> Engine:
         # hide_parameters: a driver error's text (logged with a 500) must not
         # carry the values of a statement: request_ids, labels, results.
-        if self.dialect == "postgresql":
-            return sa.create_engine(self.url, pool_pre_ping=True, hide_parameters=True)
+        if self._pg:
+            engine = sa.create_engine(
+                self.url,
+                hide_parameters=True,
+                connect_args={"prepare_threshold": PREPARE_THRESHOLD if self.prepared else None},
+            )
+
+            @sa.event.listens_for(engine, "checkout")
+            def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+                # Instead of pool_pre_ping's round trip: a connection the server
+                # closed (restart, idle timeout) is replaced before it is used.
+                if _closed_by_server(dbapi_connection):
+                    raise sa.exc.DisconnectionError("closed by the server")
+
+            return engine
         engine = sa.create_engine(
             self.url,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
@@ -165,12 +209,7 @@ class SQLStore:
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
             # We issue BEGIN ourselves (below); the driver must not.
             dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")  # an acknowledged write is on disk
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
-            cursor.close()
+            _sqlite_pragmas(dbapi_connection)
 
         @sa.event.listens_for(engine, "begin")
         def _on_begin(connection: Connection) -> None:
@@ -185,7 +224,7 @@ class SQLStore:
         """Create the tables if missing, or upgrade them, under a lock so that
         several workers starting together do it once."""
         with self._write() as conn:
-            if self.dialect == "postgresql":
+            if self._pg:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_LOCK_KEY)))
             if not sa.inspect(conn).has_table("schema_version"):
                 metadata.create_all(conn)
@@ -210,123 +249,197 @@ class SQLStore:
                 yield conn
 
     @contextmanager
-    def _one_statement(self) -> Iterator[Connection]:
-        """For a write that is one statement, hence atomic by itself.
-
-        PostgreSQL runs it in autocommit mode, saving the BEGIN and COMMIT
-        round trips; SQLite still takes the write lock up front.
-        """
-        if self.dialect == "postgresql":
-            with _unavailable_as_store_error(), self._autocommit.connect() as conn:
-                yield conn
-        else:
-            with self._write() as conn:
-                yield conn
-
-    @contextmanager
     def _read(self) -> Iterator[Connection]:
         # One SELECT needs no transaction; on PostgreSQL skip its round trips.
-        engine = self._autocommit if self.dialect == "postgresql" else self._engine
+        engine = self._autocommit if self._pg else self._engine
         with _unavailable_as_store_error(), engine.connect() as conn:
             yield conn
+
+    # --- the hot path: one driver connection per thread -------------------------
+    def _connection(self) -> Any:
+        conn = self._threads.conn
+        if conn is not None and self._pg and _closed_by_server(conn):
+            self._discard(conn)
+            conn = None
+        if conn is None:
+            try:
+                conn = self._connect()
+            except self._sql.errors as error:
+                raise _store_unavailable(error) from error
+            with self._lock:
+                self._open.add(conn)
+            self._threads.conn = conn
+        return conn
+
+    def _connect(self) -> Any:
+        if self._pg:
+            conninfo = self.url.set(drivername="postgresql").render_as_string(False)
+            threshold = PREPARE_THRESHOLD if self.prepared else None
+            extra = {} if "connect_timeout" in self.url.query else {"connect_timeout": 5}
+            return psycopg.connect(conninfo, autocommit=True, prepare_threshold=threshold, **extra)
+        conn = sqlite3.connect(
+            self.url.database or "",
+            timeout=SQLITE_BUSY_TIMEOUT_SECONDS,
+            isolation_level=None,  # autocommit; writers say BEGIN IMMEDIATE themselves
+            check_same_thread=False,
+        )
+        _sqlite_pragmas(conn)
+        return conn
+
+    def _discard(self, conn: Any) -> None:
+        if self._threads.conn is conn:
+            self._threads.conn = None
+        with self._lock:
+            self._open.discard(conn)
+        with suppress(Exception):
+            conn.close()
+
+    def _execute(self, work: Callable[[Any], _T], *, retry: bool) -> _T:
+        """``work(connection)`` on this thread's connection.
+
+        A connection that breaks is replaced; ``work`` is then run once more
+        if ``retry`` (it is safe to repeat: a read, or a write whose second
+        run cannot differ from the first), else StoreUnavailable (a 503).
+        """
+        for attempt in range(2):
+            conn = self._connection()
+            try:
+                return work(conn)
+            except self._sql.errors as error:
+                broken = self._broken(conn)
+                if broken:
+                    self._discard(conn)
+                if not (broken and retry and attempt == 0):
+                    raise _store_unavailable(error) from error
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _broken(self, conn: Any) -> bool:
+        if self._pg:
+            return bool(conn.broken or conn.closed)
+        if conn.in_transaction:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        return False
+
+    def _write_one(self, conn: Any, sql: str, params: Sequence[Any]) -> Any:
+        """One write statement. PostgreSQL: autocommit, one round trip. SQLite:
+        inside BEGIN IMMEDIATE (a deferred write could fail at once with
+        SQLITE_BUSY instead of waiting for the lock)."""
+        if self._pg:
+            return conn.execute(sql, params)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = conn.execute(sql, params)
+            rows = cursor.fetchall()
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return _Fetched(rows, cursor.rowcount)
 
     # --- the ActionStore protocol --------------------------------------------
     def create(self, record: ActionRecord, now: datetime) -> tuple[ActionRecord, bool]:
         now_us = to_us(now)
         row = _row(record)
-        insert = (
-            self._insert(actions)
-            .values(**row)
-            .on_conflict_do_nothing()
-            .returning(actions.c.action_id)
-        )
-        key = (actions.c.creator_id == record.creator_id) & (
-            actions.c.request_id == record.request_id
-        )
+        values = [row[name] for name in _COLUMNS]
+        values[_JSON_AT[0]] = json.dumps(values[_JSON_AT[0]])
+        values[_JSON_AT[1]] = json.dumps(values[_JSON_AT[1]])
+        principals = _principal_rows(record)
+        key = (record.creator_id, record.request_id)
         for _ in range(8):
-            with self._write() as conn:
-                if conn.execute(insert).first() is not None:
-                    conn.execute(action_principals.insert(), _principal_rows(record))
-                    return _record(row), True
-                existing = conn.execute(sa.select(actions).where(key)).mappings().first()
-                if existing is None:
-                    continue  # released between our INSERT and SELECT: try again
-                if existing["release_at_us"] > now_us:
-                    return _record(existing), False
-                # An expired action still holds the request_id: it counts as gone.
-                conn.execute(
-                    actions.delete().where(
-                        (actions.c.action_id == existing["action_id"])
-                        & (actions.c.release_at_us <= now_us)
-                    )
-                )
-                if conn.execute(insert).first() is not None:
-                    conn.execute(action_principals.insert(), _principal_rows(record))
-                    return _record(row), True
+            # Safe to repeat: a second run finds the first one's action by its
+            # request_id and returns it (the caller then answers as for a retry).
+            if self._execute(
+                lambda conn: self._insert_action(conn, values, principals), retry=True
+            ):
+                return _record(row), True
+            existing = self._execute(
+                lambda conn: conn.execute(self._sql.by_request, key).fetchone(), retry=True
+            )
+            if existing is None:
+                continue  # released since our INSERT: try again
+            stored = self._record(existing)
+            if to_us(stored.release_at) > now_us:
+                return stored, False
+            # An expired action still holds the request_id: it counts as gone.
+            expired = (stored.action_id, now_us)
+            self._execute(
+                lambda conn, expired=expired: self._write_one(
+                    conn, self._sql.delete_expired, expired
+                ),
+                retry=True,
+            )
         raise RuntimeError("request_id kept changing hands; giving up")  # pragma: no cover
+
+    def _insert_action(
+        self, conn: Any, values: list[Any], principals: list[dict[str, Any]]
+    ) -> bool:
+        """Insert the action and its principal rows unless the request_id (or
+        action_id) is taken; True if inserted. PostgreSQL: one statement."""
+        names = [p["principal"] for p in principals]
+        roles = [p["roles"] for p in principals]
+        if self._pg:
+            return bool(conn.execute(self._sql.create, [*values, names, roles]).fetchone()[0])
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            inserted = conn.execute(self._sql.create, values).rowcount == 1
+            if inserted:
+                start, action_id = values[_START_AT], values[0]
+                conn.executemany(
+                    self._sql.insert_principal,
+                    [
+                        (name, start, action_id, mask)
+                        for name, mask in zip(names, roles, strict=True)
+                    ],
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return inserted
 
     def get(self, action_id: str) -> ActionRecord | None:
         if not _storable(action_id):
             return None
-        with self._read() as conn:
-            row = (
-                conn.execute(sa.select(actions).where(actions.c.action_id == action_id))
-                .mappings()
-                .first()
-            )
-        return None if row is None else _record(row)
+        row = self._execute(
+            lambda conn: conn.execute(self._sql.get, (action_id,)).fetchone(), retry=True
+        )
+        return None if row is None else self._record(row)
 
     def cancel(self, action_id: str, now: datetime) -> ActionRecord | None:
         if not _storable(action_id):
             return None
         now_us = to_us(now)
-        update = (
-            actions.update()
-            .where(
-                (actions.c.action_id == action_id)
-                & actions.c.cancelled_at_us.is_(None)
-                & (actions.c.estimated_completion_time_us > now_us)
-            )
-            .values(
-                cancelled_at_us=now_us,
-                release_at_us=sa.literal(now_us, sa.BigInteger) + actions.c.release_after_us,
-            )
-            .returning(*actions.c)
+        params = (now_us, now_us, action_id, now_us)
+        # Not repeated after a broken connection: a second run could lose to the first.
+        row = self._execute(
+            lambda conn: self._write_one(conn, self._sql.cancel, params).fetchone(), retry=False
         )
-        with self._one_statement() as conn:
-            row = conn.execute(update).mappings().first()
-        return None if row is None else _record(row)
+        return None if row is None else self._record(row)
 
     def release(self, action_id: str) -> bool:
         if not _storable(action_id):
             return False
-        delete = (
-            actions.delete().where(actions.c.action_id == action_id).returning(actions.c.action_id)
+        done = self._execute(
+            lambda conn: self._write_one(conn, self._sql.release, (action_id,)).rowcount,
+            retry=False,
         )
-        with self._one_statement() as conn:
-            return conn.execute(delete).first() is not None
+        return done == 1
 
     def sweep(self, now: datetime, limit: int) -> int:
         if limit <= 0:
             return 0
         now_us = to_us(now)
-        due = (
-            sa.select(actions.c.action_id)
-            .where(actions.c.release_at_us <= now_us)
-            .order_by(actions.c.release_at_us)
-            .limit(limit)
+        return int(
+            self._execute(
+                lambda conn: (
+                    self._write_one(conn, self._sql.sweep, (now_us, limit, now_us)).rowcount
+                ),
+                retry=True,
+            )
         )
-        if self.dialect == "postgresql":
-            # Concurrent sweeps on other workers take different rows.
-            due = due.with_for_update(skip_locked=True)
-        delete = (
-            actions.delete()
-            .where(actions.c.action_id.in_(due.scalar_subquery()))
-            .where(actions.c.release_at_us <= now_us)
-            .returning(actions.c.action_id)
-        )
-        with self._one_statement() as conn:
-            return len(conn.execute(delete).all())
 
     def enumerate(
         self,
@@ -365,17 +478,156 @@ class SQLStore:
 
     def ping(self) -> bool:
         try:
-            with self._read() as conn:
-                return conn.execute(sa.text("SELECT 1")).scalar() == 1
-        except (StoreError, sa.exc.SQLAlchemyError):
+            return self._execute(
+                lambda conn: conn.execute("SELECT 1").fetchone()[0] == 1, retry=True
+            )
+        except StoreError:
             return False
 
     def close(self) -> None:
+        with self._lock:
+            conns, self._open = self._open, set()
+        for conn in conns:
+            with suppress(Exception):
+                conn.close()
+        self._threads = _PerThread()
         self._engine.dispose()
 
     def __len__(self) -> int:
         with self._read() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(actions)).scalar_one())
+
+    def _record(self, row: Sequence[Any]) -> ActionRecord:
+        mapping = dict(zip(_COLUMNS, row, strict=True))
+        if not self._pg:  # SQLite keeps JSON as text; psycopg decodes json columns
+            for name in ("monitor_by", "manage_by"):
+                mapping[name] = json.loads(mapping[name])
+        return _record(mapping)
+
+
+class _PerThread(threading.local):
+    conn: Any = None
+
+
+class _Fetched:
+    """What a SQLite write returns, read before its COMMIT (the cursor's
+    rows do not survive it)."""
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self.rows, self.rowcount = rows, rowcount
+
+    def fetchone(self) -> Any:
+        return self.rows[0] if self.rows else None
+
+
+# --- the hot statements, per dialect ----------------------------------------------
+_COLUMNS = tuple(column.name for column in actions.c)
+_JSON_AT = (_COLUMNS.index("monitor_by"), _COLUMNS.index("manage_by"))
+_START_AT = _COLUMNS.index("start_time_us")
+_NAMES = ", ".join(_COLUMNS)
+
+
+# Written with "@" for the driver's parameter mark and "<columns>" for _NAMES
+# (only constants are pasted in, never values).
+_TEMPLATES = {
+    "get": "SELECT <columns> FROM actions WHERE action_id = @",
+    "by_request": "SELECT <columns> FROM actions WHERE creator_id = @ AND request_id = @",
+    "insert": "INSERT INTO actions (<columns>) VALUES (<marks>) ON CONFLICT DO NOTHING",
+    "insert_principal": (
+        "INSERT INTO action_principals (principal, start_time_us, action_id, roles) "
+        "VALUES (@, @, @, @)"
+    ),
+    "delete_expired": "DELETE FROM actions WHERE action_id = @ AND release_at_us <= @",
+    "cancel": (
+        "UPDATE actions SET cancelled_at_us = @, release_at_us = @ + release_after_us "
+        "WHERE action_id = @ AND cancelled_at_us IS NULL "
+        "AND estimated_completion_time_us > @ RETURNING <columns>"
+    ),
+    "release": "DELETE FROM actions WHERE action_id = @",
+    "sweep": (
+        "DELETE FROM actions WHERE action_id IN (SELECT action_id FROM actions "
+        "WHERE release_at_us <= @ ORDER BY release_at_us LIMIT @<lock>) "
+        "AND release_at_us <= @"
+    ),
+    # PostgreSQL: one statement, one round trip, for the action and its principal rows.
+    "create_pg": (
+        "WITH ins AS (<insert> RETURNING action_id, start_time_us), "
+        "p AS (INSERT INTO action_principals (principal, start_time_us, action_id, roles) "
+        "SELECT u.principal, ins.start_time_us, ins.action_id, u.roles FROM ins, "
+        "unnest(@::text[], @::smallint[]) AS u(principal, roles)) "
+        "SELECT count(*) FROM ins"
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Statements:
+    errors: tuple[type[Exception], ...]  # the driver's "database not answering"
+    get: str
+    by_request: str
+    create: str
+    insert_principal: str
+    delete_expired: str
+    cancel: str
+    release: str
+    sweep: str
+
+
+def _statements(mark: str, errors: tuple[type[Exception], ...]) -> _Statements:
+    pg = mark == "%s"
+    casts = {"monitor_by": "@::json", "manage_by": "@::json"} if pg else {}
+    marks = ", ".join(casts.get(name, "@") for name in _COLUMNS)
+    # Concurrent sweeps on PostgreSQL take different rows; SQLite's BEGIN
+    # IMMEDIATE serialises them anyway.
+    lock = " FOR UPDATE SKIP LOCKED" if pg else ""
+
+    def sql(name: str) -> str:
+        text = _TEMPLATES[name].replace("<insert>", _TEMPLATES["insert"])
+        text = text.replace("<marks>", marks).replace("<columns>", _NAMES)
+        return text.replace("<lock>", lock).replace("@", mark)
+
+    return _Statements(
+        errors=errors,
+        get=sql("get"),
+        by_request=sql("by_request"),
+        create=sql("create_pg" if pg else "insert"),
+        insert_principal=sql("insert_principal"),
+        delete_expired=sql("delete_expired"),
+        cancel=sql("cancel"),
+        release=sql("release"),
+        sweep=sql("sweep"),
+    )
+
+
+_PG_SQL = _statements("%s", (psycopg.OperationalError, psycopg.InterfaceError))
+_SQLITE_SQL = _statements("?", (sqlite3.OperationalError, sqlite3.InterfaceError))
+
+
+def _prepared_statements(value: str) -> bool:
+    if value not in ("on", "off"):
+        raise ValueError(f"prepared_statements must be on or off, not {value!r}")
+    return value == "on"
+
+
+def _closed_by_server(conn: Any) -> bool:
+    """True if an idle connection is closed or has something to read: the
+    server's goodbye (restart, idle timeout) or the end of the stream. Asks
+    the socket, not the server: no round trip."""
+    if conn.closed:
+        return True
+    try:
+        return bool(select.select([conn.fileno()], [], [], 0)[0])
+    except (OSError, ValueError, psycopg.Error):
+        return True
+
+
+def _sqlite_pragmas(conn: Any) -> None:
+    cursor = conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")  # an acknowledged write is on disk
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+    cursor.close()
 
 
 @contextmanager
@@ -383,13 +635,14 @@ def _unavailable_as_store_error() -> Iterator[None]:
     try:
         yield
     except _UNAVAILABLE as error:
-        # The driver's first line ("connection refused", "database is locked")
-        # names the failure; it never carries the URL's password.
-        cause = error.orig or error
-        first_line = (str(cause).strip().splitlines() or [""])[0][:200]
-        raise StoreUnavailable(
-            f"cannot use the action store: {type(cause).__name__}: {first_line}"
-        ) from error
+        raise _store_unavailable(error.orig or error) from error
+
+
+def _store_unavailable(cause: BaseException) -> StoreUnavailable:
+    # The driver's first line ("connection refused", "database is locked")
+    # names the failure; it never carries the URL's password.
+    first_line = (str(cause).strip().splitlines() or [""])[0][:200]
+    return StoreUnavailable(f"cannot use the action store: {type(cause).__name__}: {first_line}")
 
 
 def _storable(text: str) -> bool:
@@ -398,11 +651,20 @@ def _storable(text: str) -> bool:
     return "\x00" not in text
 
 
-def _dispose_in_child(ref: weakref.ref[SQLStore]) -> None:
+_INHERITED: list[Any] = []  # a forked child's copies of its parent's connections
+
+
+def _forget_in_child(ref: weakref.ref[SQLStore]) -> None:
     store = ref()
     if store is not None:
-        # close=False: the parent still owns those connections.
+        # The parent still owns those connections: the child must neither use
+        # nor close them (closing says goodbye to the server on the parent's
+        # behalf), so it keeps them, unused, for as long as it lives.
         store._engine.dispose(close=False)
+        _INHERITED.append(store._open)
+        store._open = set()
+        store._threads = _PerThread()
+        store._lock = threading.Lock()
 
 
 def _status_clause(statuses: frozenset[str], now_us: int) -> sa.ColumnElement[bool] | None:
