@@ -17,9 +17,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def url(dev_server: str) -> str:
+def url(dev_server) -> str:  # type: ignore[no-untyped-def]
     """The shared dev-mode server (conftest.py), on which actions take 1 s."""
-    return dev_server
+    return str(dev_server.url)
 
 
 def test_lifecycle_over_http(url):
@@ -75,7 +75,7 @@ def test_bad_input_over_http_is_json(url):
 
 
 def test_resume_and_unrouted_paths_through_gunicorn(long_actions_server):
-    url = long_actions_server
+    url = long_actions_server.url
     request = {"request_id": str(uuid.uuid4()), "body": {"utc_offset": -3}}
     action = requests.post(f"{url}/run", json=request, headers=ALICE, timeout=5).json()
     action_id = action["action_id"]

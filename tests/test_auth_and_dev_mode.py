@@ -16,6 +16,7 @@ import requests
 
 from app import create_app
 from app.auth import MissingCredentials, dev_identity
+from app.hooks import is_loopback
 from tests.helpers import RESUME_PATHS, run, start
 from tests.server import ROOT, free_port, wait_until_up
 
@@ -178,6 +179,21 @@ def test_dev_mode_refuses_proxied_requests():
     for proxy_header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):
         response = client.get("/", headers={**headers, proxy_header: "203.0.113.9"})
         assert response.status_code == 403 and response.is_json
+
+
+@pytest.mark.parametrize(
+    "address", ["127.0.0.1", "127.8.9.10", "::1", "10.0.0.1", "::ffff:127.0.0.1", "", "nonsense",
+                "fe80::1%eth0", "1.2.3.4", "127.0.0.1"],
+)
+def test_cached_loopback_check_is_ipaddress(address):
+    import ipaddress
+
+    try:
+        expected = ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        expected = False
+    assert is_loopback(address) is expected
+    assert is_loopback(address) is expected  # and again, from the cache
 
 
 def test_dev_mode_says_so_at_startup(caplog):

@@ -12,6 +12,7 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.observability import Metrics
 from tests.helpers import RESUME_PATHS, run, start
 
 
@@ -208,6 +209,24 @@ def test_resume_requests_are_counted_by_route(client, alice):
     for route in ("/<action_id>/resume", "/actions/<action_id>/resume"):
         line = f'http_requests_total{{method="POST",route="{route}",status="200"}} 1.0'
         assert line in metrics, route
+
+
+def test_cached_metric_children_count_like_labels():
+    metrics = Metrics()
+    for status in (200, 200, 404, 200):
+        metrics.observe_request("/<action_id>/status", "GET", status, 0.002)
+    metrics.observe_request("/run", "POST", 202, 0.02)
+    get = metrics.registry.get_sample_value
+    assert get("http_requests_total", {"route": "/<action_id>/status", "method": "GET",
+                                       "status": "200"}) == 3
+    assert get("http_requests_total", {"route": "/<action_id>/status", "method": "GET",
+                                       "status": "404"}) == 1
+    assert get("http_request_duration_seconds_count", {"route": "/run", "method": "POST",
+                                                       "status": "202"}) == 1
+    assert get("http_request_duration_seconds_bucket", {"route": "/run", "method": "POST",
+                                                        "status": "202", "le": "0.01"}) == 0
+    assert get("http_request_duration_seconds_bucket", {"route": "/run", "method": "POST",
+                                                        "status": "202", "le": "0.025"}) == 1
 
 
 def test_metrics_disabled_is_404_not_found(make_app, alice):
