@@ -17,7 +17,7 @@ import requests
 from app import create_app
 from app.auth import MissingCredentials, dev_identity
 from app.hooks import is_loopback
-from tests.helpers import RESUME_PATHS, run, start
+from tests.helpers import DEV_ALICE, RESUME_PATHS, run, start
 from tests.server import ROOT, free_port, wait_until_up
 
 
@@ -150,7 +150,7 @@ def dev_client():
 
 
 def test_dev_tokens_are_stable_identities(dev_client):
-    headers = {"Authorization": "Bearer dev-token-alice"}
+    headers = DEV_ALICE
     body = {"request_id": "r", "body": {"utc_offset": 1}}
     status = dev_client.post("/run", headers=headers, json=body).json
     assert status["creator_id"] == f"urn:globus:auth:identity:{dev_identity('alice')}"
@@ -165,7 +165,7 @@ def test_other_tokens_are_refused(dev_client, token):
 
 
 def test_dev_mode_serves_loopback_only(dev_client):
-    headers = {"Authorization": "Bearer dev-token-alice"}
+    headers = DEV_ALICE
     far = dev_client.get("/", headers=headers, environ_base={"REMOTE_ADDR": "203.0.113.9"})
     assert far.status_code == 403 and far.is_json
     near = dev_client.get("/", headers=headers, environ_base={"REMOTE_ADDR": "::1"})
@@ -174,7 +174,7 @@ def test_dev_mode_serves_loopback_only(dev_client):
 
 def test_dev_mode_refuses_proxied_requests():
     client = create_app({"AUTH_MODE": "dev"}).test_client()
-    headers = {"Authorization": "Bearer dev-token-alice"}
+    headers = DEV_ALICE
     assert client.get("/", headers=headers).status_code == 200
     for proxy_header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):
         response = client.get("/", headers={**headers, proxy_header: "203.0.113.9"})
@@ -204,7 +204,7 @@ def test_dev_mode_says_so_at_startup(caplog):
 
 def test_globus_mode_rejects_dev_tokens(globus, make_app):
     client = make_app().test_client()
-    assert client.get("/", headers={"Authorization": "Bearer dev-token-alice"}).status_code == 401
+    assert client.get("/", headers=DEV_ALICE).status_code == 401
 
 
 def test_no_credentials_and_no_dev_refuses_to_start(monkeypatch):
