@@ -38,8 +38,9 @@ from cryptography.x509.oid import NameOID
 from requests.adapters import HTTPAdapter
 
 from app.testing import SCOPE, FakeGlobus
+from tests.postgres import conninfo, with_schema
 from tests.server import ROOT, free_port, gunicorn_process
-from tests.store_fixtures import _SESSION, _conninfo, with_schema
+from tests.store_fixtures import _SESSION
 
 pytestmark = pytest.mark.e2e
 SHIPPED = ROOT / "deploy" / "nginx.conf"
@@ -202,7 +203,7 @@ class FromAddress(HTTPAdapter):
 def deployment(tmp_path_factory, postgres_server) -> Iterator[SimpleNamespace]:
     folder = tmp_path_factory.mktemp("proxy")
     schema = f"{_SESSION}_proxy"
-    with psycopg.connect(_conninfo(postgres_server), autocommit=True) as conn:
+    with psycopg.connect(conninfo(postgres_server), autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     mock = responses.RequestsMock()  # not started: only its callbacks are used
     globus = FakeGlobus(mock)
@@ -243,7 +244,7 @@ def deployment(tmp_path_factory, postgres_server) -> Iterator[SimpleNamespace]:
             session=session, instances=instances, alice=alice,
             logs=[folder / f"instance{i}.log" for i in (1, 2)],
         )
-    with psycopg.connect(_conninfo(postgres_server), autocommit=True) as conn:
+    with psycopg.connect(conninfo(postgres_server), autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 

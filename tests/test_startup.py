@@ -18,8 +18,8 @@ import psycopg
 import pytest
 import requests
 
+from tests.postgres import conninfo, with_schema
 from tests.server import ROOT, free_port, gunicorn
-from tests.store_fixtures import _conninfo, with_schema
 
 pytestmark = pytest.mark.e2e
 GUNICORN = (sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf",
@@ -85,7 +85,7 @@ def test_shared_store_serves_several_workers(sqlite_url):
 def postgres_role(server: str, schema: str | None, grant: str | None) -> Iterator[str]:
     """A login role (trust auth) and, optionally, a schema it may only ``grant``."""
     role = f"wt_role_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(_conninfo(server), autocommit=True) as conn:
+    with psycopg.connect(conninfo(server), autocommit=True) as conn:
         conn.execute(f'CREATE ROLE "{role}" LOGIN')
         if schema:
             conn.execute(f'CREATE SCHEMA "{schema}"')
@@ -94,7 +94,7 @@ def postgres_role(server: str, schema: str | None, grant: str | None) -> Iterato
     try:
         yield role
     finally:
-        with psycopg.connect(_conninfo(server), autocommit=True) as conn:
+        with psycopg.connect(conninfo(server), autocommit=True) as conn:
             if schema:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             conn.execute(f'DROP ROLE IF EXISTS "{role}"')
