@@ -37,7 +37,7 @@ def free_port() -> int:
 @contextmanager
 def gunicorn(
     env: dict[str, str] | None = None,
-    workers: int = 1,
+    workers: int | None = 1,
     app: str = "app:create_app()",
     extra_args: tuple[str, ...] = (),
 ) -> Iterator[str]:
@@ -49,20 +49,21 @@ def gunicorn(
 @contextmanager
 def gunicorn_process(
     env: dict[str, str] | None = None,
-    workers: int = 1,
+    workers: int | None = 1,
     app: str = "app:create_app()",
     extra_args: tuple[str, ...] = (),
     output_path: Path | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Like gunicorn(), also yielding the master process (its own process
     group, so ``os.killpg(process.pid, SIGKILL)`` kills master and workers).
-    ``output_path``: keep the server's stdout and stderr in that file."""
+    ``output_path``: keep the server's stdout and stderr in that file.
+    ``workers=None``: as many as gunicorn.conf.py chooses."""
     port = free_port()
     command = [
         sys.executable, "-m", "gunicorn", app,
         "-c", str(ROOT / "gunicorn.conf.py"),
         "--bind", f"127.0.0.1:{port}",
-        "--workers", str(workers),
+        *(("--workers", str(workers)) if workers is not None else ()),
         "--graceful-timeout", "2",
         "--no-control-socket",
         *extra_args,
