@@ -24,6 +24,7 @@ of the store (per scenario); writes bench/results/gunicorn-defaults-<time>.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -71,15 +72,43 @@ class Candidate:
         return f"{self.worker_class} w{self.workers} t{self.threads}"
 
 
-def candidates(store: str, max_workers: int) -> list[Candidate]:
+# Every candidate's figures are taken right after this setting's, on a server
+# of its own kept up for the whole store: the ratio to it cancels the machine's
+# drift (other jobs share its 2 cores).
+REFERENCE = {"memory": Candidate("gthread", 1, 2), "sqlite": Candidate("gthread", 2, 2),
+             "postgresql": Candidate("gthread", 2, 2)}
+
+
+def candidates(store: str, max_workers: int, full: bool) -> list[Candidate]:
+    """Every worker class and thread count at each worker count (SQL stores: 1 to
+    ``max_workers``); without ``full``, 1, 8 threads and gevent only at 2 and 4."""
     worker_counts = [1] if store == "memory" else list(range(1, max_workers + 1))
     out = []
     for workers in worker_counts:
+        every = full or store == "memory" or workers in (2, 4)
         out.append(Candidate("sync", workers))
-        out += [Candidate("gthread", workers, t) for t in (1, 2, 4, 8)]
-        if GEVENT:
+        out += [Candidate("gthread", workers, t) for t in (1, 2, 4, 8) if every or t in (2, 4)]
+        if GEVENT and every:
             out.append(Candidate("gevent", workers))
     return out
+
+
+MASTERS: dict[str, int] = {}  # URL -> gunicorn master pid
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(master: int) -> float:
+    """CPU seconds used so far by a gunicorn master and its workers, the exited
+    ones included (in the master's children times)."""
+    def times(pid: int, children: bool) -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in fields[11:15 if children else 13])
+
+    total = times(master, children=True)
+    for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split():
+        with contextlib.suppress(OSError):
+            total += times(int(pid), children=False)
+    return total / TICK
 
 
 # --- processes ------------------------------------------------------------------------
@@ -108,8 +137,10 @@ def serve(candidate: Candidate, env: dict[str, str]) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise RuntimeError("gunicorn did not start") from None
                 time.sleep(0.1)
+        MASTERS[url] = process.pid
         yield url
     finally:
+        MASTERS.pop(url, None)
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=15)
@@ -161,10 +192,16 @@ def wrk(wrk_bin: str, url: str, script: str, seconds: float, connections: int,
 
 def scenario(name: str, wrk_bin: str, url: str, seconds: float, connections: int,
              action_id: str) -> dict[str, float]:
+    """wrk's figures, and the server's CPU time per request (``cpu_us``): steadier
+    than req/s on a shared machine, but blind to idle cores."""
+    cpu_before = server_cpu(MASTERS[url])
     if name == "run":
-        return wrk(wrk_bin, url, "run.lua", seconds, connections, {"BENCH_RUN_PATH": "/run"})
-    path = "/" if name == "introspect" else f"/{action_id}/status"
-    return wrk(wrk_bin, url, "get.lua", seconds, connections, {"BENCH_PATH": path})
+        m = wrk(wrk_bin, url, "run.lua", seconds, connections, {"BENCH_RUN_PATH": "/run"})
+    else:
+        path = "/" if name == "introspect" else f"/{action_id}/status"
+        m = wrk(wrk_bin, url, "get.lua", seconds, connections, {"BENCH_PATH": path})
+    m["cpu_us"] = (server_cpu(MASTERS[url]) - cpu_before) / max(1, m["requests"]) * 1e6
+    return m
 
 
 def slow_auth(wrk_bin: str, url: str, connections: int, action_id: str) -> dict[str, Any]:
@@ -203,7 +240,7 @@ def start_action(url: str) -> str:
 
 def bench_store(store: str, args: argparse.Namespace, wrk_bin: str,
                 auth_url: str) -> dict[str, Any]:
-    grid = candidates(store, args.max_workers)
+    grid = candidates(store, args.max_workers, args.full)
     if args.only:
         grid = [c for c in grid if c.label in args.only]
     rounds: dict[str, list[dict[str, Any]]] = {c.label: [] for c in grid}
@@ -212,35 +249,52 @@ def bench_store(store: str, args: argparse.Namespace, wrk_bin: str,
         env = {**production_auth_env(auth_url), "FLASK_STORE_URL": url_of_store,
                "FLASK_MIN_DELAY_SECONDS": "86400", "FLASK_MAX_DELAY_SECONDS": "172800",
                "FLASK_LOG_LEVEL": "WARNING"}
-        for round_no in range(args.rounds):
-            order = grid if round_no % 2 == 0 else grid[::-1]
-            for c in order:
-                with serve(c, env) as url:
-                    action_id = start_action(url)
-                    for name in SCENARIOS:  # warm-up: every worker caches the token
-                        scenario(name, wrk_bin, url, 1, args.connections, action_id)
-                    row: dict[str, Any] = {
-                        name: scenario(name, wrk_bin, url, args.duration, args.connections,
-                                       action_id)
-                        for name in SCENARIOS
-                    }
-                    row["slow_auth"] = slow_auth(wrk_bin, url, args.connections, action_id)
-                rounds[c.label].append(row)
-                s = row["slow_auth"]
-                print(f"  {store} round {round_no + 1} {c.label:>16}: " + ", ".join(
-                    f"{n} {row[n]['rps']:.0f}/s" for n in SCENARIOS)
-                    + f"; slow auth: p99 {s['p99_ms']:.0f} ms, {s['answered']} answered, "
-                    f"slow one {s['slow_status']} after {s['slow_seconds']} s", flush=True)
+        with serve(REFERENCE[store], env) as ref:
+            ref_action = start_action(ref)
+            for name in SCENARIOS:
+                scenario(name, wrk_bin, ref, 1, args.connections, ref_action)
+            for round_no in range(args.rounds):
+                order = grid if round_no % 2 == 0 else grid[::-1]
+                for c in order:
+                    row = measure(c, env, args, wrk_bin, ref, ref_action)
+                    rounds[c.label].append(row)
+                    s = row["slow_auth"]
+                    print(f"  {store} round {round_no + 1} {c.label:>16}: " + ", ".join(
+                        f"{n} {row[n]['rps']:.0f}/s ({row[n]['vs_ref']:.2f} of ref, "
+                        f"{row[n]['cpu_us']:.0f} us CPU)"
+                        for n in SCENARIOS)
+                        + f"; slow auth: p99 {s['p99_ms']:.0f} ms, {s['answered']} answered,"
+                        f" slow one {s['slow_status']} after {s['slow_seconds']} s", flush=True)
     return summarize(rounds)
 
 
+def measure(c: Candidate, env: dict[str, str], args: argparse.Namespace, wrk_bin: str,
+            ref: str, ref_action: str) -> dict[str, Any]:
+    """One round of candidate ``c``: each scenario right after the reference's."""
+    with serve(c, env) as url:
+        action_id = start_action(url)
+        scenario("introspect", wrk_bin, url, 1, args.connections, action_id)  # warm-up
+        row: dict[str, Any] = {}
+        for name in SCENARIOS:
+            base = scenario(name, wrk_bin, ref, args.duration, args.connections, ref_action)
+            m = scenario(name, wrk_bin, url, args.duration, args.connections, action_id)
+            row[name] = {**m, "ref_rps": base["rps"], "vs_ref": m["rps"] / base["rps"]}
+        row["slow_auth"] = slow_auth(wrk_bin, url, args.connections, action_id)
+    return row
+
+
 def summarize(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Medians; ``ratio``: the median ratio to the reference over the best one's."""
     med = statistics.median
     out: dict[str, Any] = {}
     for label, rows in rounds.items():
         out[label] = {
             **{n: {"rps": round(med(r[n]["rps"] for r in rows)),
                    "rounds": [round(r[n]["rps"]) for r in rows],
+                   "vs_ref": round(med(r[n]["vs_ref"] for r in rows), 3),
+                   "vs_ref_rounds": [round(r[n]["vs_ref"], 3) for r in rows],
+                   "cpu_us": round(med(r[n]["cpu_us"] for r in rows)),
+                   "cpu_us_rounds": [round(r[n]["cpu_us"]) for r in rows],
                    "errors": sum(r[n]["errors"] for r in rows)} for n in SCENARIOS},
             "slow_auth": {
                 "p99_ms": round(med(r["slow_auth"]["p99_ms"] for r in rows), 1),
@@ -251,27 +305,37 @@ def summarize(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             },
         }
     for n in SCENARIOS:
-        best = max(v[n]["rps"] for v in out.values())
+        best = max(v[n]["vs_ref"] for v in out.values())
         for v in out.values():
-            v[n]["ratio"] = round(v[n]["rps"] / best, 3)
+            v[n]["ratio"] = round(v[n]["vs_ref"] / best, 3)
     for v in out.values():
         v["min_ratio"] = min(v[n]["ratio"] for n in SCENARIOS)
     return out
 
 
 def print_table(store: str, summary: dict[str, Any]) -> None:
-    print(f"\n### {store}\n")
-    print("| setting | " + " | ".join(f"{n} req/s (rounds) | ratio" for n in SCENARIOS)
-          + " | p99 ms during slow auth (rounds) | slow one |")
-    print("|---|" + "---:|---:|" * len(SCENARIOS) + "---:|---|")
+    def listed(values: list[Any]) -> str:
+        return ", ".join(map(str, values))
+
+    print(f"\n### {store}: req/s as a share of the reference's (rounds); ratio to the best\n")
+    print("| setting | " + " | ".join(f"{n} | ratio" for n in SCENARIOS)
+          + " | min ratio |")
+    print("|---|" + "---:|---:|" * len(SCENARIOS) + "---:|")
     for label, v in summary.items():
-        cells = " | ".join(
-            f"{v[n]['rps']} ({', '.join(map(str, v[n]['rounds']))}) | {v[n]['ratio']:.2f}"
-            for n in SCENARIOS)
+        cells = " | ".join(f"{v[n]['vs_ref']:.2f} ({listed(v[n]['vs_ref_rounds'])}) | "
+                           f"{v[n]['ratio']:.2f}" for n in SCENARIOS)
+        print(f"| {label} | {cells} | {v['min_ratio']:.2f} |")
+    print(f"\n### {store}: req/s, server CPU µs per request (rounds), slow Auth\n")
+    print("| setting | " + " | ".join(f"{n} req/s | CPU µs" for n in SCENARIOS)
+          + " | p99 ms while one waits 3 s on Auth (rounds) | answered | slow one |")
+    print("|---|" + "---:|---:|" * len(SCENARIOS) + "---:|---:|---|")
+    for label, v in summary.items():
+        cells = " | ".join(f"{v[n]['rps']} | {v[n]['cpu_us']} ({listed(v[n]['cpu_us_rounds'])})"
+                           for n in SCENARIOS)
         s = v["slow_auth"]
         slow = ", ".join(f"{st} {sec}s" for st, sec in s["slow"])
-        print(f"| {label} | {cells} | {s['p99_ms']} ({', '.join(map(str, s['p99_rounds']))})"
-              f" | {slow} |")
+        print(f"| {label} | {cells} | {s['p99_ms']} ({listed(s['p99_rounds'])}) | "
+              f"{listed(s['answered'])} | {slow} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,10 +347,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=8, help="wrk -c (default 8)")
     parser.add_argument("--max-workers", type=int, default=5)
+    parser.add_argument("--full", action="store_true",
+                        help="every thread count and gevent at every worker count")
     parser.add_argument("--only", action="append", metavar="LABEL",
                         help='only this candidate, e.g. "gthread w3 t2" (repeatable)')
     args = parser.parse_args(argv)
     args.rounds = max(3, args.rounds)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers too
     wrk_bin = ensure_wrk()
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"gunicorn-defaults-{time.strftime('%Y%m%d-%H%M%S')}.json"
