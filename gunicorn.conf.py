@@ -3,10 +3,11 @@
 Every setting can be overridden on the command line (e.g. --workers 4) or by
 the environment variables read below.
 
-- Workers: the default memory:// store lives inside one process, so with it
-  there is ONE worker (with threads); with a shared store (sqlite/postgresql)
-  2 x CPUs + 1. WEB_CONCURRENCY sets the number explicitly. Workers are
-  recycled every ~10,000 requests, except with the memory store (never).
+- Workers: gthread with 4 threads (THREADS); the default memory:// store lives
+  inside one process, so with it there is ONE worker; with a shared store
+  (sqlite/postgresql) CPUs + 1 (WEB_CONCURRENCY sets the number): why, in
+  the comment above `workers`. Workers are recycled every ~10,000 requests,
+  except with the memory store (never).
 - Metrics: Prometheus multiprocess mode. PROMETHEUS_MULTIPROC_DIR is used if
   set (and emptied at start), else a private temporary directory is made and
   removed at exit. Dead workers are marked so their live gauges go.
@@ -39,19 +40,36 @@ def _store_url() -> str:
     return os.environ.get("FLASK_STORE_URL", "memory://").strip().strip('"')
 
 
+# --- workers and threads: measured per store (bench/gunicorn_defaults.py; figures
+# in bench/README.md) -----------------------------------------------------------------
+# A request whose token is not in the introspection cache waits on Globus Auth
+# (up to AUTH_TIMEOUT_SECONDS). What keeps the other requests going meanwhile is
+# a free thread in the same process: gthread with 2 or more threads. A sync
+# worker or a 1-thread gthread worker is held by it, and more processes do not
+# save 1-thread gthread: the held worker keeps accepting connections it cannot
+# serve (measured: the others' p99 is 3 s during a 3 s introspection with sync
+# or 1 thread on the memory store; tests/test_slow_auth_e2e.py fails with
+# THREADS=1 on every store). 4 threads leave 3 free per process, and measured
+# best or within noise of the best of the safe settings (sync and gevent were
+# slower here, so gevent is not worth its dependency):
+# - memory:// (one process only: the store lives in it): 1 worker, 4 threads;
+# - sqlite/postgresql: CPUs + 1 workers, 4 threads (threads cover the waits on
+#   the database; more processes than that only contend for the cores).
+# WEB_CONCURRENCY and THREADS override the numbers.
 def _workers() -> int:
     if os.environ.get("WEB_CONCURRENCY"):
         return int(os.environ["WEB_CONCURRENCY"])
     if _store_url().startswith("memory:"):
         return 1  # the memory store is per process: more workers would split it
-    return multiprocessing.cpu_count() * 2 + 1
+    return multiprocessing.cpu_count() + 1
 
+
+workers = _workers()
+worker_class = "gthread"
+threads = int(os.environ.get("THREADS", "4"))
 
 # --- server ------------------------------------------------------------------------
 bind = os.environ.get("BIND", "127.0.0.1:8000")  # put it behind an HTTPS proxy
-workers = _workers()
-worker_class = "gthread"
-threads = int(os.environ.get("THREADS", "8"))
 timeout = 30  # a worker silent this long is killed (Auth calls are bounded far below)
 graceful_timeout = 20  # SIGTERM: finish requests in flight for up to this long
 keepalive = 5
