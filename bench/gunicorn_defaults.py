@@ -11,14 +11,17 @@ after their first use, as a busy client's are). Each round visits every
 candidate (the order reversed every other round), and for each one measures,
 with wrk on 127.0.0.1:
 
-- req/s of GET / (introspect), GET /<id>/status and POST /run (fresh ids);
+- req/s of GET / (introspect), GET /<id>/status and POST /run (fresh ids),
+  each right after the same scenario on a reference server (REFERENCE) kept up
+  for the whole store, as a ratio to it; and the server's CPU per request;
 - the cached-token requests while one request waits on a slow introspection:
   a token Auth answers only after 3 s is sent, wrk runs for those 3 s with a
   cached token; its p99 and how many requests it got answered are reported,
   with whether the slow request itself got its 200.
 
-Prints per-round values, medians and each candidate's ratio to the best median
-of the store (per scenario); writes bench/results/gunicorn-defaults-<time>.json.
+Prints per-round values, medians and each candidate's median ratio to the
+reference over the best one's (per scenario: "ratio to the best"); writes
+bench/results/gunicorn-defaults-<time>.json.
 """
 
 from __future__ import annotations
