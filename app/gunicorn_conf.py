@@ -51,14 +51,28 @@ def _settings() -> dict[str, Any]:
 _SETTINGS = _settings()
 MEMORY_STORE = str(_SETTINGS["STORE_URL"]).lower().startswith("memory")
 
-# --- workers and threads ---------------------------------------------------------
-# The memory store is per process: one worker, unless WEB_CONCURRENCY asks for
-# more (then on_starting refuses). A shared store: 2 x CPUs + 1.
+# --- workers and threads: measured per store (bench/gunicorn_defaults.py; figures
+# in bench/README.md) -----------------------------------------------------------------
+# A request whose token is not in the introspection cache waits on Globus Auth
+# (up to AUTH_TIMEOUT_SECONDS). What keeps the other requests going meanwhile is
+# a free thread in the same process: gthread with 2 or more threads. A sync
+# worker or a 1-thread gthread worker is held by it, and more processes do not
+# save 1-thread gthread: the held worker keeps accepting connections it cannot
+# serve (measured: the others' p99 is 3 s during a 3 s introspection with sync
+# or 1 thread on the memory store; tests/test_slow_auth_e2e.py fails with
+# THREADS=1 on every store). 4 threads leave 3 free per process, and measured
+# best or within noise of the best of the safe settings (sync and gevent were
+# slower here, so gevent is not worth its dependency):
+# - memory:// (one process only: the store lives in it): 1 worker, 4 threads
+#   (more workers are refused by on_starting);
+# - sqlite/postgresql: CPUs + 1 workers, 4 threads (threads cover the waits on
+#   the database; more processes than that only contend for the cores).
+# WEB_CONCURRENCY and THREADS override the numbers.
 workers = int(os.environ.get("WEB_CONCURRENCY") or 0) or (
-    1 if MEMORY_STORE else multiprocessing.cpu_count() * 2 + 1
+    1 if MEMORY_STORE else multiprocessing.cpu_count() + 1
 )
 worker_class = "gthread"
-threads = int(os.environ.get("THREADS", "8"))
+threads = int(os.environ.get("THREADS", "4"))
 
 # --- server ------------------------------------------------------------------------
 bind = os.environ.get("BIND", "127.0.0.1:8000")  # put it behind an HTTPS proxy

@@ -37,7 +37,7 @@ def free_port() -> int:
 @contextmanager
 def gunicorn(
     env: dict[str, str] | None = None,
-    workers: int = 1,
+    workers: int | None = 1,
     app: str = "app:create_app()",
     extra_args: tuple[str, ...] = (),
 ) -> Iterator[str]:
@@ -49,7 +49,7 @@ def gunicorn(
 @contextmanager
 def gunicorn_process(
     env: dict[str, str] | None = None,
-    workers: int = 1,
+    workers: int | None = 1,
     app: str = "app:create_app()",
     extra_args: tuple[str, ...] = (),
     output_path: Path | None = None,
@@ -63,13 +63,14 @@ def gunicorn_process(
     ``output_path``: keep the server's stdout and stderr in that file.
     ``python``, ``cwd``: serve with another installation, from another place.
     ``conf``: the gunicorn settings (the production ones unless a benchmark
-    asks for its own). The one launcher of the tests and the benchmarks."""
+    asks for its own). The one launcher of the tests and the benchmarks.
+    ``workers=None``: as many as the settings choose."""
     port = free_port()
     command = [
         python, "-m", "gunicorn", app,
         "-c", conf,
         "--bind", f"127.0.0.1:{port}",
-        "--workers", str(workers),
+        *(("--workers", str(workers)) if workers is not None else ()),
         "--graceful-timeout", "2",
         "--no-control-socket",
         *extra_args,
