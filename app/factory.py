@@ -21,6 +21,7 @@ from app.observability import init_app as init_observability
 from app.proxy import TrustedProxyFix
 from app.routes import bp
 from app.settings import load_settings
+from app.startup import refuse_in_worker_or_exit
 from app.store import open_store
 from app.validation import RunRequestValidator
 
@@ -65,6 +66,7 @@ def create_app(
     then ``overrides``, typed and checked (app.settings)."""
     app = ProviderFlask(__name__, static_folder=None)
     app.config.update(load_settings(overrides))
+    refuse_in_worker_or_exit(app.config)  # gunicorn -w 3 without our settings
     app.config["DEBUG"] = False  # never the debugger, whatever the environment says
     app.json = FastJSONProvider(app)  # the library's provider, with orjson
     # Without this, "/actions//x" is an HTML 308 redirect to "/actions/x"; now

@@ -75,6 +75,27 @@ def test_memory_store_refuses_several_workers(env, args):
     assert "--workers 1" in line and "postgresql://" in line
 
 
+@pytest.mark.parametrize("args", [("-w", "2"), ("--workers=3",)], ids=["-w", "--workers="])
+def test_plain_gunicorn_without_our_settings_refuses_several_workers(tmp_path, args):
+    """Started from another folder (no ./gunicorn.conf.py, no -c): each worker
+    refuses in create_app, and gunicorn stops on its worker-boot-error status
+    instead of serving split stores. (When several workers fail to boot at
+    once, gunicorn 27's own halt path raises again and exits 1 with its
+    traceback: its behaviour for any app that fails to load, not ours.)"""
+    environment = {k: v for k, v in os.environ.items()
+                   if not k.startswith("FLASK_") and k != "WEB_CONCURRENCY"}
+    environment.update({"FLASK_AUTH_MODE": "dev", "PYTHONPATH": str(ROOT)})
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:0", *args, "app:create_app()"],
+        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60,
+    )
+    output = done.stderr + done.stdout
+    assert done.returncode in (1, 3), output
+    assert "worker processes with the memory store" in output
+    assert "Worker failed to boot." in output
+    assert "Booting worker" in output and "Listening at" in output  # it did start, then stopped
+
+
 def test_shared_store_serves_several_workers(sqlite_url):
     """The refusal is about the memory store only."""
     with gunicorn({"FLASK_STORE_URL": sqlite_url}, workers=2) as url:
