@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -551,6 +552,85 @@ def logout(session: Session) -> None:
         output.note(f"Logged out of {session.url}; its tokens were removed.")
     else:
         output.note(f"No stored tokens for {session.url}.")
+
+
+@cli.command()
+@click.option(
+    "--other-token", envvar="ACTION_PROVIDER_OTHER_TOKEN", show_envvar=True,
+    help="A second caller's token: checks that it cannot see or touch the first's actions.",
+)
+@click.option("--body", help="A valid body for the provider's input, as JSON.")
+@click.option("--body-file", type=click.File("r"), help="Read the body (JSON) from a file.")
+@click.option(
+    "--timeout", "wait_seconds", type=click.FloatRange(min=0), default=120.0, show_default=True,
+    help="Seconds to wait for an action to complete (then: a warning).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document of the results.")
+@click.option(
+    "--junit-xml", type=click.Path(dir_okay=False, writable=True),
+    help="Also write the results as JUnit XML to this file (for CI systems).",
+)
+@pass_session
+def check(
+    session: Session,
+    other_token: str | None,
+    body: str | None,
+    body_file: click.File | None,
+    wait_seconds: float,
+    as_json: bool,
+    junit_xml: str | None,
+) -> None:
+    """Check that the provider at --url behaves as the Actions API spec and Globus
+    Flows expect. Starts a few actions (cancelled and released at the end).
+
+    \b
+    Each check prints PASS, FAIL, WARN or SKIP, its id and one line.
+    Exit status: 0 nothing failed, 1 a check failed, 2 bad options,
+    4 the provider could not be reached.
+    """
+    from ap_client.check import Checker, NeedBody, Unreachable, http, report
+
+    document = None
+    if body is not None and body_file is not None:
+        raise click.UsageError("give one of --body, --body-file, not both")
+    if body is not None or body_file is not None:
+        document = _parse_body(body, body_file, None)
+    token = session.token or _stored_access_token(session)
+    if not token:
+        raise click.UsageError(
+            f"check needs a token: pass --token, set {TOKEN_ENV}, or run `ap-client login`"
+        )
+    tokens_by_caller = {http.A: token}
+    if other_token:
+        tokens_by_caller["B"] = other_token
+    provider = http.Provider(session.url, tokens_by_caller, timeout=session.timeout)
+    json_out = as_json or session.json
+    checker = Checker(
+        provider, body=document, wait_seconds=wait_seconds,
+        on_outcome=(lambda _o: None) if json_out else (lambda o: output.emit(report.line(o))),
+    )
+    try:
+        outcomes = checker.run()
+    except Unreachable as error:
+        fail(f"could not reach {session.url} ({error})", EXIT_UNREACHABLE)
+    except NeedBody as error:
+        raise click.UsageError(f"{error}: pass --body or --body-file") from None
+    if json_out:
+        output.emit(report.as_json(outcomes, session.url, checker.left_behind))
+    else:
+        output.emit(report.summary(outcomes, checker.left_behind))
+    if junit_xml:
+        report.write_junit(Path(junit_xml), outcomes, session.url)
+    if any(o.result == "fail" for o in outcomes):
+        raise click.exceptions.Exit(EXIT_FAILED)
+
+
+def _stored_access_token(session: Session) -> str | None:
+    try:
+        data = tokens.stored(session.url)
+    except (ValueError, OSError) as error:
+        fail(f"cannot read stored tokens ({tokens.token_file()}): {error}", EXIT_LOGIN)
+    return data.access_token if data else None
 
 
 def main() -> None:

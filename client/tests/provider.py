@@ -48,6 +48,8 @@ class Action:
     start: datetime
     end: datetime
     cancelled: bool = False
+    completed_at: datetime | None = None
+    reads: int = 0  # status reads by its creator
     log: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -58,9 +60,17 @@ def iso(moment: datetime) -> str:
 class Provider:
     """State of one provider; ``serve()`` puts it on a loopback port."""
 
-    def __init__(self, breaks: set[str] | frozenset[str] = frozenset(), duration: float = 1.0):
+    def __init__(
+        self,
+        breaks: set[str] | frozenset[str] = frozenset(),
+        duration: float = 1.0,
+        reads: int | None = None,
+    ) -> None:
+        """Actions finish ``duration`` seconds after they start or, with ``reads``,
+        at that status read by their creator (no waiting, whatever the machine's load)."""
         self.breaks = frozenset(breaks)
         self.duration = timedelta(seconds=duration)
+        self.reads = reads
         self.actions: dict[str, Action] = {}
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []
@@ -115,9 +125,14 @@ class Provider:
         return document
 
     def state(self, action: Action, now: datetime) -> str:
-        if action.cancelled or now >= action.end:
-            return "FAILED" if action.cancelled else "SUCCEEDED"
-        return "ACTIVE"
+        if action.cancelled:
+            return "FAILED"
+        if action.completed_at is None:
+            if self.reads is not None and action.reads >= self.reads:
+                action.completed_at = now
+            elif self.reads is None and now >= action.end:
+                action.completed_at = action.end
+        return "ACTIVE" if action.completed_at is None else "SUCCEEDED"
 
     def status(self, action: Action, now: datetime) -> dict[str, Any]:
         state = self.state(action, now)
@@ -135,8 +150,8 @@ class Provider:
                 else {"cancelled": True} if action.cancelled else {"n": action.request["body"]["n"]}
             ),
         }
-        if state != "ACTIVE":
-            document["completion_time"] = iso(action.end)
+        if action.completed_at is not None:
+            document["completion_time"] = iso(action.completed_at)
         if "label" in action.request:
             document["label"] = action.request["label"]
         if self.broken("run.accepted"):
@@ -299,6 +314,7 @@ class _Handler(BaseHTTPRequestHandler):
             p.status_failures -= 1
             raise Reply(503, {"code": "ServiceUnavailable", "description": "busy"},
                         {"Retry-After": "0"})
+        action.reads += 1
         document = p.status(action, now)
         if p.broken("status.paths") and new_style:
             document["action_id"] = "something-else"
@@ -315,7 +331,7 @@ class _Handler(BaseHTTPRequestHandler):
         if p.broken("cancel.running"):
             raise Reply(500, {"code": "Oops", "description": "cannot cancel"})
         action.cancelled = True
-        action.end = now
+        action.completed_at = now
         return Reply(200, p.status(action, now))
 
     def _release(self, action: Action, now: datetime, new_style: bool) -> Reply:
