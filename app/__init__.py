@@ -1,8 +1,9 @@
 """whattimeisitrightnow: a Globus Action Provider that tells the time at a UTC offset.
 
 ``create_app`` (in app.factory) is loaded on first use, so that importing a
-light module of this package, such as the ``ap-client`` command in app.client,
-does not import Flask and the Action Provider library.
+light module of this package does not import Flask, the Action Provider
+library and the stores: gunicorn's master process loads ``app.logs`` (its
+``logger_class``, gunicorn.conf.py) before any worker imports the app.
 """
 
 from __future__ import annotations

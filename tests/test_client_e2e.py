@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from app.client.cli import EXIT_FAILED, EXIT_HTTP, EXIT_INTERRUPTED, EXIT_UNREACHABLE, cli
+from ap_client.cli import EXIT_FAILED, EXIT_HTTP, EXIT_INTERRUPTED, EXIT_UNREACHABLE, cli
 from tests.server import closed_port, gunicorn
 
 pytestmark = pytest.mark.e2e
@@ -238,7 +238,7 @@ def test_console_command_and_module_are_installed(url):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["status"] == "SUCCEEDED"
     module = subprocess.run(
-        [sys.executable, "-m", "app.client", "--help"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "ap_client", "--help"], capture_output=True, text=True, timeout=60
     )
     assert module.returncode == 0 and "introspect" in module.stdout
 

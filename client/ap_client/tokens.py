@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import globus_sdk
-from globus_sdk.tokenstorage import JSONTokenStorage, TokenStorageData
 
-from app.client.api import USER_AGENT
+from ap_client.api import USER_AGENT
+from ap_client.sdk import JSONTokenStorage, TokenStorageData
 
 TOKEN_FILE_ENV = "ACTION_PROVIDER_TOKEN_FILE"  # noqa: S105 (a variable name)
 CLIENT_ID_ENV = "ACTION_PROVIDER_CLIENT_ID"
@@ -128,7 +128,9 @@ def stored(url: str, path: Path | None = None) -> TokenStorageData | None:
     return next(iter(entries.values()), None)
 
 
-def stored_authorizer(url: str, path: Path | None = None) -> globus_sdk.GlobusAuthorizer | None:
+def stored_authorizer(
+    url: str, path: Path | None = None
+) -> globus_sdk.authorizers.GlobusAuthorizer | None:
     """An authorizer from the stored login for this URL (refreshing, when it can)."""
     data = stored(url, path)
     if data is None:

@@ -11,9 +11,9 @@ import globus_sdk
 import pytest
 import requests
 
-from app.client import output
-from app.client.cli import _page_actions
-from app.client.waiting import MAX_DELAY, MAX_TRANSIENT_FAILURES, PollPolicy, Waiter
+from ap_client import output
+from ap_client.cli import _page_actions
+from ap_client.waiting import MAX_DELAY, MAX_TRANSIENT_FAILURES, GaveUp, PollPolicy, Waiter
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -107,9 +107,10 @@ def test_waiter_gives_up_after_repeated_transient_errors():
         calls.append(1)
         raise api_error(502)
 
-    with pytest.raises(globus_sdk.GlobusAPIError):
+    with pytest.raises(GaveUp) as gave_up:
         Waiter(fetch=fetch, progress=Recorder(), now=lambda: NOW).wait(status("ACTIVE"))
-    assert len(calls) == MAX_TRANSIENT_FAILURES
+    assert len(calls) == MAX_TRANSIENT_FAILURES == gave_up.value.attempts
+    assert gave_up.value.error.http_status == 502
 
 
 @pytest.mark.parametrize("state", ["SUCCEEDED", "FAILED", "INACTIVE"])

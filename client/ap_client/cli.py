@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import click
 import globus_sdk
 
-from app.client import output, tokens
-from app.client.api import ActionProviderClient, ProtocolError
-from app.client.waiting import Waiter
+from ap_client import output, tokens
+from ap_client.api import ActionProviderClient, ProtocolError
+from ap_client.waiting import GaveUp, Waiter
 
 DEFAULT_URL = "http://127.0.0.1:5000"
 URL_ENV = "ACTION_PROVIDER_URL"
@@ -53,7 +57,7 @@ class Session:
     timeout: float
 
     def client(self) -> ActionProviderClient:
-        authorizer: globus_sdk.GlobusAuthorizer | None
+        authorizer: globus_sdk.authorizers.GlobusAuthorizer | None
         if self.token:
             authorizer = globus_sdk.AccessTokenAuthorizer(self.token)
         else:
@@ -105,6 +109,69 @@ def _session(ctx: click.Context) -> Session:
 pass_session = click.make_pass_decorator(Session)
 
 
+def provider_url(value: str) -> str:
+    """--url as given, if it is an http(s) URL with a host (else a usage error naming it)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        hint = f"; did you mean http://{value}?" if "://" not in value else ""
+        raise click.BadParameter(
+            f"{value!r} is not an http:// or https:// URL with a host{hint}", param_hint="'--url'"
+        )
+    if parts.query or parts.fragment:
+        raise click.BadParameter(
+            f"{value!r}: a provider's base URL has no query or fragment", param_hint="'--url'"
+        )
+    return value
+
+
+Callback = Callable[[click.Context, click.Parameter, Any], Any]
+
+
+def _choices(allowed: tuple[str, ...]) -> Callback:
+    """A callback for a repeatable option that also takes comma-separated values."""
+
+    def split(_ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[str]:
+        chosen = [v.strip().lower() for value in values for v in value.split(",") if v.strip()]
+        wrong = [v for v in chosen if v not in allowed]
+        if wrong:
+            raise click.BadParameter(
+                f"{', '.join(map(repr, wrong))} is not one of {', '.join(allowed)}", param=param
+            )
+        return list(dict.fromkeys(chosen))
+
+    return split
+
+
+# The spec's ISO8601_duration (ActionRequest.release_after).
+ISO_DURATION = re.compile(
+    r"^P(?!$)(\d+(?:\.\d+)?Y)?(\d+(?:\.\d+)?M)?(\d+(?:\.\d+)?W)?(\d+(?:\.\d+)?D)?"
+    r"(T(?=\d)(\d+(?:\.\d+)?H)?(\d+(?:\.\d+)?M)?(\d+(?:\.\d+)?S)?)?$"
+)
+
+
+def _deadline(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time with an offset, e.g. 2030-01-02T03:04:05+00:00",
+            param=param,
+        )
+    return value
+
+
+def _release_after(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not ISO_DURATION.match(value):
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 duration, e.g. P30D or PT1H", param=param
+        )
+    return value
+
+
 @click.group(
     cls=_Group,
     epilog=EXIT_CODES_HELP,
@@ -112,7 +179,8 @@ pass_session = click.make_pass_decorator(Session)
 )
 @click.option(
     "--url", envvar=URL_ENV, default=DEFAULT_URL, show_default=True, show_envvar=True,
-    help="Base URL of the Action Provider.",
+    callback=lambda _ctx, _param, value: provider_url(value),
+    help="Base URL of the Action Provider (http:// or https://).",
 )
 @click.option(
     "--token", envvar=TOKEN_ENV, show_envvar=True,
@@ -124,7 +192,7 @@ pass_session = click.make_pass_decorator(Session)
     "--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
     help="Seconds to wait for each HTTP answer.",
 )
-@click.version_option(package_name="whattimeisitrightnow", prog_name="ap-client")
+@click.version_option(package_name="ap-client", prog_name="ap-client")
 @click.pass_context
 def cli(ctx: click.Context, url: str, token: str | None, as_json: bool, timeout: float) -> None:
     """ap-client: run, follow and manage actions of a Globus Action Provider.
@@ -160,7 +228,7 @@ def _parse_body(body: str | None, body_file: click.File | None, utc_offset: str 
     except ValueError as error:
         raise click.UsageError(f"{source} is not valid JSON: {error}") from None
     if not isinstance(document, dict):
-        raise click.UsageError(f"{source} must be a JSON object")
+        raise click.UsageError(f"{source} must be a JSON object, not {type(document).__name__}")
     return document
 
 
@@ -188,6 +256,18 @@ wait_option = click.option(
 @click.option("--label", help="A label for the action.")
 @click.option("--monitor-by", multiple=True, help="Principal URN that may see it (repeatable).")
 @click.option("--manage-by", multiple=True, help="Principal URN that may cancel it (repeatable).")
+@click.option(
+    "--deadline", callback=_deadline,
+    help="ISO 8601 time (with offset) by which the action must complete.",
+)
+@click.option(
+    "--release-after", callback=_release_after,
+    help="ISO 8601 duration to keep the action after it completes, e.g. P30D.",
+)
+@click.option(
+    "--allowed-clients", multiple=True, callback=_choices(("public", "globus", "creator")),
+    help="Clients that may use the action: public, globus, creator (repeatable or a,b).",
+)
 @wait_option
 @pass_session
 def run(
@@ -199,6 +279,9 @@ def run(
     label: str | None,
     monitor_by: tuple[str, ...],
     manage_by: tuple[str, ...],
+    deadline: str | None,
+    release_after: str | None,
+    allowed_clients: list[str],
     wait: bool,
 ) -> None:
     """Start an action (POST /run)."""
@@ -212,6 +295,9 @@ def run(
         label=label,
         monitor_by=list(monitor_by),
         manage_by=list(manage_by),
+        deadline=deadline,
+        release_after=release_after,
+        allowed_clients=allowed_clients,
     )
     if wait:
         _follow(session, client, status)
@@ -234,6 +320,10 @@ def status(session: Session, action_id: str, wait: bool) -> None:
 def _follow(session: Session, client: ActionProviderClient, status: dict[str, Any]) -> NoReturn:
     action_id = str(status.get("action_id", ""))
     display = output.ProgressDisplay(action_id)
+    resume = (
+        f"Stopped waiting; action {action_id} was not cancelled and keeps running.\n"
+        f"Resume with: ap-client --url {session.url} status --wait {action_id}"
+    )
     try:
         final = Waiter(fetch=lambda: client.status(action_id), progress=display).wait(status)
     except KeyboardInterrupt:
@@ -241,13 +331,20 @@ def _follow(session: Session, client: ActionProviderClient, status: dict[str, An
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             display.close()
-            output.note(
-                f"Stopped waiting; action {action_id} was not cancelled and keeps running.\n"
-                f"Resume with: ap-client --url {session.url} status --wait {action_id}"
-            )
+            output.note(resume)
         finally:
             signal.signal(signal.SIGINT, previous)
         raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+    except GaveUp as gave_up:
+        display.close()
+        error = gave_up.error
+        if isinstance(error, globus_sdk.NetworkError):
+            line, code = output.network_error_line(error, session.url), EXIT_UNREACHABLE
+        else:
+            line, code = output.api_error_line(error), EXIT_HTTP
+        output.note(f"Error: {line}; gave up after {gave_up.attempts} failed polls in a row")
+        output.note(resume)
+        raise click.exceptions.Exit(code) from None
     finally:
         display.close()
     session.show(final, output.render_status)
@@ -282,13 +379,15 @@ def _unsupported(error: globus_sdk.GlobusAPIError) -> bool:
 @cli.command(name="list")
 @click.option(
     "--status", "statuses", multiple=True,
-    type=click.Choice(["active", "inactive", "succeeded", "failed"], case_sensitive=False),
-    help="Only actions in this state (repeatable; provider default: active).",
+    callback=_choices(("active", "inactive", "succeeded", "failed")),
+    help="Only actions in these states: active, inactive, succeeded, failed "
+    "(repeatable or a,b; provider default: active).",
 )
 @click.option(
     "--role", "roles", multiple=True,
-    type=click.Choice(["creator_id", "monitor_by", "manage_by"], case_sensitive=False),
-    help="Only actions where you have this role (repeatable; provider default: creator_id).",
+    callback=_choices(("creator_id", "monitor_by", "manage_by")),
+    help="Only actions where you have one of these roles: creator_id, monitor_by, manage_by "
+    "(repeatable or a,b; provider default: creator_id).",
 )
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many per page.")
 @click.option("--marker", help="Continue from this page marker.")
@@ -296,8 +395,8 @@ def _unsupported(error: globus_sdk.GlobusAPIError) -> bool:
 @pass_session
 def list_actions(
     session: Session,
-    statuses: tuple[str, ...],
-    roles: tuple[str, ...],
+    statuses: list[str],
+    roles: list[str],
     limit: int | None,
     marker: str | None,
     all_pages: bool,
@@ -309,8 +408,8 @@ def list_actions(
     for _ in range(MAX_PAGES if all_pages else 1):
         try:
             page = client.enumerate(
-                statuses=[s.lower() for s in statuses],
-                roles=[r.lower() for r in roles],
+                statuses=statuses,
+                roles=roles,
                 limit=limit,
                 marker=marker,
             )
@@ -453,6 +552,85 @@ def logout(session: Session) -> None:
         output.note(f"Logged out of {session.url}; its tokens were removed.")
     else:
         output.note(f"No stored tokens for {session.url}.")
+
+
+@cli.command()
+@click.option(
+    "--other-token", envvar="ACTION_PROVIDER_OTHER_TOKEN", show_envvar=True,
+    help="A second caller's token: checks that it cannot see or touch the first's actions.",
+)
+@click.option("--body", help="A valid body for the provider's input, as JSON.")
+@click.option("--body-file", type=click.File("r"), help="Read the body (JSON) from a file.")
+@click.option(
+    "--timeout", "wait_seconds", type=click.FloatRange(min=0), default=120.0, show_default=True,
+    help="Seconds to wait for an action to complete (then: a warning).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document of the results.")
+@click.option(
+    "--junit-xml", type=click.Path(dir_okay=False, writable=True),
+    help="Also write the results as JUnit XML to this file (for CI systems).",
+)
+@pass_session
+def check(
+    session: Session,
+    other_token: str | None,
+    body: str | None,
+    body_file: click.File | None,
+    wait_seconds: float,
+    as_json: bool,
+    junit_xml: str | None,
+) -> None:
+    """Check that the provider at --url behaves as the Actions API spec and Globus
+    Flows expect. Starts a few actions (cancelled and released at the end).
+
+    \b
+    Each check prints PASS, FAIL, WARN or SKIP, its id and one line.
+    Exit status: 0 nothing failed, 1 a check failed, 2 bad options,
+    4 the provider could not be reached.
+    """
+    from ap_client.check import Checker, NeedBody, Unreachable, http, report
+
+    document = None
+    if body is not None and body_file is not None:
+        raise click.UsageError("give one of --body, --body-file, not both")
+    if body is not None or body_file is not None:
+        document = _parse_body(body, body_file, None)
+    token = session.token or _stored_access_token(session)
+    if not token:
+        raise click.UsageError(
+            f"check needs a token: pass --token, set {TOKEN_ENV}, or run `ap-client login`"
+        )
+    tokens_by_caller = {http.A: token}
+    if other_token:
+        tokens_by_caller["B"] = other_token
+    provider = http.Provider(session.url, tokens_by_caller, timeout=session.timeout)
+    json_out = as_json or session.json
+    checker = Checker(
+        provider, body=document, wait_seconds=wait_seconds,
+        on_outcome=(lambda _o: None) if json_out else (lambda o: output.emit(report.line(o))),
+    )
+    try:
+        outcomes = checker.run()
+    except Unreachable as error:
+        fail(f"could not reach {session.url} ({error})", EXIT_UNREACHABLE)
+    except NeedBody as error:
+        raise click.UsageError(f"{error}: pass --body or --body-file") from None
+    if json_out:
+        output.emit(report.as_json(outcomes, session.url, checker.left_behind))
+    else:
+        output.emit(report.summary(outcomes, checker.left_behind))
+    if junit_xml:
+        report.write_junit(Path(junit_xml), outcomes, session.url)
+    if any(o.result == "fail" for o in outcomes):
+        raise click.exceptions.Exit(EXIT_FAILED)
+
+
+def _stored_access_token(session: Session) -> str | None:
+    try:
+        data = tokens.stored(session.url)
+    except (ValueError, OSError) as error:
+        fail(f"cannot read stored tokens ({tokens.token_file()}): {error}", EXIT_LOGIN)
+    return data.access_token if data else None
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """ap-client login/logout: the native-app flow against Globus Auth faked over HTTP
-(responses), the stored tokens then used against the real service in dev mode.
+(responses), the stored tokens then used against the test provider.
 
-Globus Auth here hands out the access token ``dev-token-carol``, which the dev
-server accepts, so the stored (and refreshed) tokens can be seen to work.
+Globus Auth here hands out the access token ``token-carol``, which the test
+provider accepts, so the stored (and refreshed) tokens can be seen to work.
 """
 
 from __future__ import annotations
@@ -17,21 +17,13 @@ import pytest
 import responses
 from click.testing import CliRunner
 
-from app.client.cli import EXIT_HTTP, EXIT_LOGIN, cli
-from tests.server import gunicorn
+from ap_client.cli import EXIT_HTTP, EXIT_LOGIN, cli
 
-pytestmark = pytest.mark.e2e
 TOKEN_URL = "https://auth.globus.org/v2/oauth2/token"
 REVOKE_URL = "https://auth.globus.org/v2/oauth2/token/revoke"
 CLIENT_ID = "5f3c4a52-0000-4000-8000-00000000c11e"
-RESOURCE_SERVER = "whattimeisitrightnow.dev"
-SECRETS = ("dev-token-carol", "refresh-carol-1")
-
-
-@pytest.fixture(scope="module")
-def url():
-    with gunicorn({"FLASK_MIN_DELAY_SECONDS": "60", "FLASK_MAX_DELAY_SECONDS": "60"}) as base:
-        yield base
+RESOURCE_SERVER = "test-provider"
+SECRETS = ("token-carol", "refresh-carol-1")
 
 
 @pytest.fixture
@@ -61,7 +53,7 @@ class FakeAuth:
         if form.get("code") == ["bad-code"]:
             return 401, {}, json.dumps({"error": "invalid_grant"})
         body = {
-            "access_token": "dev-token-carol",
+            "access_token": "token-carol",
             "expires_in": self.expires_in,
             "resource_server": RESOURCE_SERVER,
             "scope": self.scope,
@@ -82,7 +74,7 @@ def ap(url: str, *args: str, input: str | None = None):
 
 
 def provider_scope(url: str) -> str:
-    result = ap(url, "--token", "dev-token-alice", "--json", "introspect")
+    result = ap(url, "--token", "token-alice", "--json", "introspect")
     return json.loads(result.stdout)["globus_auth_scope"]
 
 
@@ -95,7 +87,7 @@ def test_login_stores_tokens_that_then_work(url, token_file):
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         auth = FakeAuth(mock, scope)
         # No --scope: it is read from the provider's introspection (with alice's token).
-        result = ap(url, "--token", "dev-token-alice", "login", "--client-id", CLIENT_ID,
+        result = ap(url, "--token", "token-alice", "login", "--client-id", CLIENT_ID,
                     input="the-code\n")
         assert result.exit_code == 0, result.stderr
         authorize = next(line.strip() for line in result.stderr.splitlines() if "authorize" in line)
@@ -108,10 +100,10 @@ def test_login_stores_tokens_that_then_work(url, token_file):
         assert "code_verifier" in auth.grants[0]  # PKCE, as a native app must
 
         # The stored tokens are used when no --token is given.
-        run = ap(url, "--json", "run", "--utc-offset", "1")
+        run = ap(url, "--json", "run", "--body", '{"n": 1}')
         assert run.exit_code == 0, run.stderr
     action_id = json.loads(run.stdout)["action_id"]
-    as_carol = ap(url, "--token", "dev-token-carol", "status", action_id)
+    as_carol = ap(url, "--token", "token-carol", "status", action_id)
     assert as_carol.exit_code == 0  # it is carol's action
 
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
@@ -130,7 +122,7 @@ def test_expired_tokens_are_refreshed_and_stored(url, token_file):
         assert login.exit_code == 0, login.stderr
         before = stored(token_file)[url][RESOURCE_SERVER]["expires_at_seconds"]
         auth.expires_in = 3600
-        run = ap(url, "run", "--utc-offset", "1")
+        run = ap(url, "run", "--body", '{"n": 1}')
         assert run.exit_code == 0, run.stderr
     assert [g["grant_type"] for g in auth.grants] == [["authorization_code"], ["refresh_token"]]
     assert auth.grants[1]["refresh_token"] == ["refresh-carol-1"]

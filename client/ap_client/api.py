@@ -13,6 +13,8 @@ from urllib.parse import quote
 
 import globus_sdk
 
+from ap_client import sdk
+
 USER_AGENT = "ap-client"
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
@@ -31,7 +33,7 @@ class ActionProviderClient(globus_sdk.BaseClient):
             base_url=url.rstrip("/") + "/",
             authorizer=authorizer,
             app_name=USER_AGENT,
-            transport_params={"max_retries": 0, "http_timeout": timeout},
+            **sdk.no_retries(timeout),
         )
 
     def introspect(self) -> dict[str, Any]:
@@ -45,6 +47,9 @@ class ActionProviderClient(globus_sdk.BaseClient):
         label: str | None = None,
         monitor_by: list[str] | None = None,
         manage_by: list[str] | None = None,
+        deadline: str | None = None,
+        release_after: str | None = None,
+        allowed_clients: list[str] | None = None,
     ) -> dict[str, Any]:
         request: dict[str, Any] = {"request_id": request_id, "body": body}
         if label is not None:
@@ -54,6 +59,12 @@ class ActionProviderClient(globus_sdk.BaseClient):
             request["monitor_by"] = monitor_by
         if manage_by:
             request["manage_by"] = manage_by
+        if allowed_clients:
+            request["allowed_clients"] = allowed_clients
+        if deadline is not None:
+            request["deadline"] = deadline
+        if release_after is not None:
+            request["release_after"] = release_after
         return _document(self.post("/run", data=request))
 
     def status(self, action_id: str) -> dict[str, Any]:

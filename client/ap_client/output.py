@@ -6,7 +6,6 @@ provider's documents are printed as they came.
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import sys
@@ -15,8 +14,10 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import globus_sdk
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 
-from app.client.waiting import estimated_completion, parse_time
+from ap_client.waiting import estimated_completion, parse_time
 
 STATUS_FIELDS = (
     "action_id", "status", "display_status", "label", "creator_id", "start_time",
@@ -153,11 +154,11 @@ HINT = "Ctrl-C stops waiting; the action keeps running"
 
 
 class ProgressDisplay:
-    """Progress of one action on stderr: a bar toward estimated_completion_time
-    when the provider gives one, a spinner otherwise. Without a terminal, one
-    line per status change instead."""
+    """Progress of one action on stderr. On a terminal: a rich progress bar
+    toward estimated_completion_time when the provider gives one (a pulsing bar
+    when not), as wide as the terminal. Without a terminal, one line per status
+    change instead."""
 
-    WIDTH = 30
     FRAME_SECONDS = 0.1
 
     def __init__(self, action_id: str, stream: TextIO | None = None) -> None:
@@ -166,15 +167,15 @@ class ProgressDisplay:
         self.interactive = self.stream.isatty()
         self.status: dict[str, Any] = {}
         self._said: str | None = None
-        self._spinner = itertools.cycle("|/-\\")
-        self._drawn = False
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
 
     def update(self, status: dict[str, Any]) -> None:
         self.status = status
         state = str(status.get("status", "?"))
         if self.interactive:
             if self._said is None:
-                self._write(f"Waiting for {self.action_id}; {HINT}\n")
+                self._write(f"Waiting for {self.action_id}\n{HINT}\n")
             self._draw()
         elif state != self._said:
             eta = estimated_completion(status)
@@ -193,26 +194,41 @@ class ProgressDisplay:
             self._draw()
 
     def close(self) -> None:
-        if self.interactive and self._drawn:
-            self._write("\r\033[K")
-            self._drawn = False
+        if self._bar is not None:
+            self._bar.stop()  # transient: the bar's line is cleared
+            self._bar = None
 
     def _draw(self) -> None:
+        if self._bar is None:
+            console = Console(file=self.stream, highlight=False)
+            self._bar = Progress(
+                SpinnerColumn(),
+                BarColumn(bar_width=None),
+                TextColumn("{task.fields[info]}"),
+                TextColumn("{task.fields[state]}"),
+                console=console,
+                auto_refresh=False,  # redrawn from sleep(): no thread of its own
+                transient=True,
+                expand=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("", total=None, info="", state="")
+        assert self._task is not None
         now = datetime.now(UTC)
         state = str(self.status.get("status", "?"))
         eta = estimated_completion(self.status)
         start = parse_time(self.status.get("start_time"))
         if eta and start and eta > start:
-            fraction = min(max((now - start) / (eta - start), 0.0), 1.0)
-            filled = int(fraction * self.WIDTH)
+            total = (eta - start).total_seconds()
+            done = min(max((now - start).total_seconds(), 0.0), total)
             left = max((eta - now).total_seconds(), 0)
-            bar = "#" * filled + "-" * (self.WIDTH - filled)
-            text = f"[{bar}] {fraction:4.0%}  {_duration(left)} left  {state}"
+            info = f"{done / total:4.0%} {_duration(left)} left"
+            self._bar.update(self._task, total=total, completed=done, info=info, state=state)
         else:
             elapsed = (now - start).total_seconds() if start else 0.0
-            text = f"{next(self._spinner)} {state}  {_duration(elapsed)} elapsed"
-        self._write(f"\r\033[K{self.action_id}  {text}")
-        self._drawn = True
+            info = f"{_duration(elapsed)} elapsed"
+            self._bar.update(self._task, total=None, info=info, state=state)
+        self._bar.refresh()
 
     def _write(self, text: str) -> None:
         self.stream.write(text)

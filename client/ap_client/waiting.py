@@ -3,7 +3,8 @@
 Polls back off from 0.5 s to at most 10 s, but never sleep far past the
 provider's estimated_completion_time; once that time has passed, polling
 starts short again. Transient failures (429, 502, 503, 504, network errors)
-are retried, honouring Retry-After, up to MAX_TRANSIENT_FAILURES in a row.
+are retried, honouring Retry-After, up to MAX_TRANSIENT_FAILURES in a row;
+then the waiter gives up (GaveUp).
 Interrupting (KeyboardInterrupt) is left to the caller: waiting never cancels.
 """
 
@@ -88,6 +89,15 @@ def is_transient(error: Exception) -> bool:
     return isinstance(error, globus_sdk.GlobusAPIError) and error.http_status in TRANSIENT_STATUSES
 
 
+class GaveUp(Exception):
+    """Polling stopped after ``attempts`` transient failures in a row; ``error`` is the last."""
+
+    def __init__(self, error: globus_sdk.GlobusAPIError | globus_sdk.NetworkError, attempts: int):
+        super().__init__(str(error))
+        self.error = error
+        self.attempts = attempts
+
+
 @dataclass
 class Waiter:
     """Poll ``fetch`` until the action is SUCCEEDED, FAILED or INACTIVE."""
@@ -120,7 +130,9 @@ class Waiter:
             except (globus_sdk.GlobusAPIError, globus_sdk.NetworkError) as error:
                 current = None
                 failures += 1
-                if not is_transient(error) or failures >= MAX_TRANSIENT_FAILURES:
+                if not is_transient(error):
                     raise
+                if failures >= MAX_TRANSIENT_FAILURES:
+                    raise GaveUp(error, failures) from error
                 if isinstance(error, globus_sdk.GlobusAPIError):
                     retry_after = retry_after_seconds(error)
