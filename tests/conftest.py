@@ -1,6 +1,69 @@
 """Shared fixtures: the project's own pytest plugin (app.testing.plugin: the
-app with a fake clock, Globus faked over HTTP, users) and the store URLs."""
+app with a fake clock, Globus faked over HTTP, users), the store URLs, and the
+gunicorn servers the e2e tests share (one per configuration, started on first
+use, stopped at the end of the session). Shared functions: tests/helpers.py."""
 
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.server import gunicorn_process
 from tests.store_fixtures import postgres_server, postgres_url, sqlite_url  # noqa: F401
 
 pytest_plugins = ["app.testing.plugin"]
+
+URL_FIXTURES = {"sqlite": "sqlite_url", "postgresql": "postgres_url"}
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Each store in turn: memory, a fresh SQLite file, a fresh PostgreSQL schema."""
+    if request.param == "memory":
+        return "memory://"
+    return str(request.getfixturevalue(URL_FIXTURES[request.param]))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_url(request: pytest.FixtureRequest) -> str:
+    """Each SQL store in turn (a fresh SQLite file, a fresh PostgreSQL schema)."""
+    return str(request.getfixturevalue(URL_FIXTURES[request.param]))
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running gunicorn: its base URL and the file of all it has written."""
+
+    url: str
+    output: Path
+
+    def json_lines(self) -> list[dict[str, Any]]:
+        """The server's JSON log lines so far (its own and the app's)."""
+        text = self.output.read_text(errors="replace")
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def _dev_server(tmp_path_factory: pytest.TempPathFactory, delay: int) -> Iterator[Server]:
+    output = tmp_path_factory.mktemp("server") / "output"
+    env = {"FLASK_MIN_DELAY_SECONDS": str(delay), "FLASK_MAX_DELAY_SECONDS": str(delay)}
+    with gunicorn_process(env, output_path=output) as (url, _process):
+        yield Server(url, output)
+
+
+@pytest.fixture(scope="session")
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """gunicorn in dev mode, one worker, memory store; every action takes 1 s.
+    Shared by the session: use fresh request_ids, expect others' actions."""
+    yield from _dev_server(tmp_path_factory, delay=1)
+
+
+@pytest.fixture(scope="session")
+def long_actions_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Like dev_server, but every action takes 60 s (it stays ACTIVE while a
+    test works on it)."""
+    yield from _dev_server(tmp_path_factory, delay=60)

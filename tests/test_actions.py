@@ -23,7 +23,6 @@ from app.actions import (
     parse_utc_offset,
 )
 from app.store import MemoryStore
-from app.testing import FakeClock
 
 ALICE = "urn:globus:auth:identity:11111111-1111-4111-8111-111111111111"
 BOB = "urn:globus:auth:identity:22222222-2222-4222-8222-222222222222"
@@ -50,11 +49,6 @@ CONFIG = {
     "MAX_RELEASE_AFTER": "P90D",
     "MAXIMUM_DEADLINE": "P30D",
 }
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 def service(clock, **config):
@@ -254,3 +248,16 @@ def test_settings_are_checked():
     Settings.from_config({**CONFIG, "RELEASE_AFTER": "P0D", "MAX_RELEASE_AFTER": "P0D"})
     with pytest.raises(ValueError):
         parse_duration("P1Y")
+
+
+def test_the_resume_rule(clock):
+    rules = service(clock, FAILURE_RATE=1.0)
+    started, _ = rules.run(request(), Caller(ALICE))
+    action_id = started["action_id"]
+    assert rules.resume(action_id, Caller(ALICE)) == started
+    with pytest.raises(ActionNotFound):
+        rules.resume(action_id, Caller(BOB))
+    clock.advance(10)
+    assert rules.status(action_id, Caller(ALICE))["status"] == "FAILED"
+    with pytest.raises(ActionConflict, match="already completed"):
+        rules.resume(action_id, Caller(ALICE))

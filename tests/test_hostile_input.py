@@ -21,9 +21,9 @@ from hypothesis.control import currently_in_test_context
 from app import create_app
 from app.paging import encode_marker
 from app.testing import FakeClock
+from tests.helpers import DEV_ALICE as ALICE
+from tests.helpers import DEV_BOB as BOB
 
-ALICE = {"Authorization": "Bearer dev-token-alice"}
-BOB = {"Authorization": "Bearer dev-token-bob"}
 BOB_LABEL = "bob-private-label"
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 SETTINGS = settings(
@@ -214,19 +214,11 @@ def test_the_properties_can_fail(world):
         world.check(response, "GET")
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
-def any_store_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "memory":
-        return "memory://"
-    fixture = {"sqlite": "sqlite_url", "postgresql": "postgres_url"}[request.param]
-    return request.getfixturevalue(fixture)
-
-
-def test_nul_characters_are_4xx_on_every_store(any_store_url):
+def test_nul_characters_are_4xx_on_every_store(store_url):
     """A NUL (%00 in a URL, \\u0000 in JSON) was a 500 on PostgreSQL, which
     cannot hold one in text: on every store it is a 404 or a 400."""
     app = create_app(
-        {"AUTH_MODE": "dev", "STORE_URL": any_store_url, "LOG_LEVEL": "CRITICAL"},
+        {"AUTH_MODE": "dev", "STORE_URL": store_url, "LOG_LEVEL": "CRITICAL"},
         clock=FakeClock(),
     )
     try:

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.helpers import DEV_ALICE as ALICE
 from tests.server import ROOT, free_port, gunicorn_process, wait_until_up
 
 pytestmark = pytest.mark.e2e
-ALICE = {"Authorization": "Bearer dev-token-alice"}
 LEFT_OUT = {".venv", ".git", "tests", "bench", "build", "__pycache__", ".pytest_cache",
             ".hypothesis", ".ruff_cache", "results"}
 

@@ -1,7 +1,7 @@
 """The request log's speed-ups keep their promises: the orjson log line parses
 to the document the stdlib wrote, the cached time prefix is datetime's own
-text, the redaction pre-check misses no token, the cached loopback check
-answers as ipaddress does, and cached metric children count like labels()."""
+text, the redaction pre-check misses no token. (The cached loopback check:
+test_auth_and_dev_mode.py; cached metric children: test_observability.py.)"""
 
 from __future__ import annotations
 
@@ -17,9 +17,7 @@ from enum import Enum
 
 import pytest
 
-from app.hooks import is_loopback
 from app.logs import JsonFormatter, dumps, iso_millis, redact
-from app.observability import Metrics
 
 
 class Color(Enum):
@@ -118,36 +116,3 @@ def test_an_exception_is_logged_redacted():
     document = json.loads(JsonFormatter().format(record))
     assert "secret-token-value" not in document["exception"]
     assert "Bearer [redacted]" in document["exception"]
-
-
-@pytest.mark.parametrize(
-    "address", ["127.0.0.1", "127.8.9.10", "::1", "10.0.0.1", "::ffff:127.0.0.1", "", "nonsense",
-                "fe80::1%eth0", "1.2.3.4", "127.0.0.1"],
-)
-def test_cached_loopback_check_is_ipaddress(address):
-    import ipaddress
-
-    try:
-        expected = ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        expected = False
-    assert is_loopback(address) is expected
-    assert is_loopback(address) is expected  # and again, from the cache
-
-
-def test_cached_metric_children_count_like_labels():
-    metrics = Metrics()
-    for status in (200, 200, 404, 200):
-        metrics.observe_request("/<action_id>/status", "GET", status, 0.002)
-    metrics.observe_request("/run", "POST", 202, 0.02)
-    get = metrics.registry.get_sample_value
-    assert get("http_requests_total", {"route": "/<action_id>/status", "method": "GET",
-                                       "status": "200"}) == 3
-    assert get("http_requests_total", {"route": "/<action_id>/status", "method": "GET",
-                                       "status": "404"}) == 1
-    assert get("http_request_duration_seconds_count", {"route": "/run", "method": "POST",
-                                                       "status": "202"}) == 1
-    assert get("http_request_duration_seconds_bucket", {"route": "/run", "method": "POST",
-                                                        "status": "202", "le": "0.01"}) == 0
-    assert get("http_request_duration_seconds_bucket", {"route": "/run", "method": "POST",
-                                                        "status": "202", "le": "0.025"}) == 1

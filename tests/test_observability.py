@@ -1,4 +1,7 @@
-"""Request ids, structured logs, /healthz and /metrics (in one process)."""
+"""Request ids, structured logs (and what they never hold), /healthz and
+/metrics, in one process. One log line a request, and gunicorn's access log:
+test_request_log_line.py; metrics across gunicorn workers:
+test_production_e2e.py."""
 
 from __future__ import annotations
 
@@ -9,12 +12,8 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import create_app
-
-
-def run(client, user, **extra):
-    document = {"request_id": str(uuid.uuid4()), "body": {"utc_offset": 1}, **extra}
-    return client.post("/run", headers=user.headers, json=document)
+from app.observability import Metrics
+from tests.helpers import RESUME_PATHS, run, start
 
 
 def log_lines(captured: str) -> list[dict]:
@@ -99,6 +98,14 @@ def test_no_token_secret_or_body_is_ever_logged(make_app, globus, alice, capsys,
         assert secret not in captured
 
 
+def test_tokens_never_reach_the_logs(client, alice, caplog):
+    caplog.set_level("DEBUG")
+    run(client, alice)
+    client.get("/", headers={"Authorization": "Bearer token-nobody-knows-about"})
+    assert alice.token not in caplog.text
+    assert "token-nobody-knows-about" not in caplog.text
+
+
 def test_text_format_and_bad_format(make_app, alice, capsys):
     client = make_app(LOG_FORMAT="text").test_client()
     capsys.readouterr()
@@ -107,21 +114,6 @@ def test_text_format_and_bad_format(make_app, alice, capsys):
     assert " INFO app.request GET / 200" in line and "request_id=" in line
     with pytest.raises(ValueError, match="LOG_FORMAT"):
         make_app(LOG_FORMAT="xml")
-
-
-def test_dev_mode_says_so_at_startup(caplog):
-    caplog.set_level(logging.WARNING)
-    create_app({"AUTH_MODE": "dev"})
-    assert any("DEV MODE" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
-
-
-def test_dev_mode_refuses_proxied_requests():
-    client = create_app({"AUTH_MODE": "dev"}).test_client()
-    headers = {"Authorization": "Bearer dev-token-alice"}
-    assert client.get("/", headers=headers).status_code == 200
-    for proxy_header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):
-        response = client.get("/", headers={**headers, proxy_header: "203.0.113.9"})
-        assert response.status_code == 403 and response.is_json
 
 
 # --- /healthz ----------------------------------------------------------------------
@@ -209,15 +201,38 @@ def test_metrics_count_introspections_and_cache_hits(client, globus, alice, bob)
     assert metric(client, "auth_introspect_cache_lookups_total", result="hit") == 2
 
 
-def test_metrics_can_be_turned_off(make_app):
+def test_resume_requests_are_counted_by_route(client, alice):
+    action_id = start(client, alice)
+    for path in RESUME_PATHS:
+        client.post(path.format(action_id), headers=alice.headers)
+    metrics = client.get("/metrics").get_data(as_text=True)
+    for route in ("/<action_id>/resume", "/actions/<action_id>/resume"):
+        line = f'http_requests_total{{method="POST",route="{route}",status="200"}} 1.0'
+        assert line in metrics, route
+
+
+def test_cached_metric_children_count_like_labels():
+    metrics = Metrics()
+    for status in (200, 200, 404, 200):
+        metrics.observe_request("/<action_id>/status", "GET", status, 0.002)
+    metrics.observe_request("/run", "POST", 202, 0.02)
+    get = metrics.registry.get_sample_value
+    assert get("http_requests_total", {"route": "/<action_id>/status", "method": "GET",
+                                       "status": "200"}) == 3
+    assert get("http_requests_total", {"route": "/<action_id>/status", "method": "GET",
+                                       "status": "404"}) == 1
+    assert get("http_request_duration_seconds_count", {"route": "/run", "method": "POST",
+                                                       "status": "202"}) == 1
+    assert get("http_request_duration_seconds_bucket", {"route": "/run", "method": "POST",
+                                                        "status": "202", "le": "0.01"}) == 0
+    assert get("http_request_duration_seconds_bucket", {"route": "/run", "method": "POST",
+                                                        "status": "202", "le": "0.025"}) == 1
+
+
+def test_metrics_disabled_is_404_not_found(make_app, alice):
     client = make_app(METRICS_ENABLED=False).test_client()
     response = client.get("/metrics")
-    assert response.status_code == 404 and response.is_json
-
-
-def test_label_must_be_1_to_64_characters(client, alice):
-    assert run(client, alice, label="").status_code == 400
-    assert run(client, alice, label="x").status_code == 202
+    assert response.status_code == 404 and response.json["code"] == "NotFound"
 
 
 def test_with_info_off_no_request_line_but_ids_and_metrics_stay(make_app, alice, capsys):

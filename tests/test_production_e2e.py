@@ -23,10 +23,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.helpers import DEV_ALICE as ALICE
 from tests.server import ROOT, gunicorn
 
 pytestmark = pytest.mark.e2e
-ALICE = {"Authorization": "Bearer dev-token-alice"}
 STALE = 1000
 
 

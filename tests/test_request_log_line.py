@@ -26,6 +26,7 @@ from app.logs import (
     json_line,
     json_stderr_handler,
 )
+from tests.helpers import DEV_ALICE
 from tests.server import gunicorn_process
 
 REQUEST_LOG = logging.getLogger("app.request")
@@ -171,23 +172,28 @@ def test_gunicorn_writes_no_access_line_for_a_request_the_app_logged(tmp_path):
 
 
 @pytest.mark.e2e
-def test_under_gunicorn_each_request_is_logged_once(tmp_path):
-    output = tmp_path / "server.out"
-    with gunicorn_process(output_path=output) as (url, _process):
-        headers = {"Authorization": "Bearer dev-token-alice"}
-        assert requests.get(url + "/", headers={**headers, "X-Request-ID": "root-1"},
-                            timeout=5).status_code == 200
-        assert requests.get(url + "/healthz", headers={"X-Request-ID": "probe-1"},
-                            timeout=5).status_code == 200
-        assert requests.get(url + "/metrics", headers={"X-Request-ID": "probe-2"},
-                            timeout=5).status_code == 200
-        assert requests.get(url + "/nowhere", headers={**headers, "X-Request-ID": "lost-1"},
-                            timeout=5).status_code == 404
-    lines = [json.loads(x) for x in output.read_text().splitlines() if x.startswith("{")]
+def test_under_gunicorn_each_request_is_logged_once(dev_server):
+    """On the shared dev server. One connection: gunicorn reads a request only
+    once the one before is answered and logged (access line included), so
+    after the last answer every line about the earlier requests is written."""
+    url, headers = dev_server.url, DEV_ALICE
+    with requests.Session() as session:
+        assert session.get(url + "/", headers={**headers, "X-Request-ID": "root-1"},
+                           timeout=5).status_code == 200
+        assert session.get(url + "/healthz", headers={"X-Request-ID": "probe-1"},
+                           timeout=5).status_code == 200
+        assert session.get(url + "/metrics", headers={"X-Request-ID": "probe-2"},
+                           timeout=5).status_code == 200
+        assert session.get(url + "/nowhere", headers={**headers, "X-Request-ID": "lost-1"},
+                           timeout=5).status_code == 404
+        assert session.get(url + "/", headers={**headers, "X-Request-ID": "last-1"},
+                           timeout=5).status_code == 200
+    lines = dev_server.json_lines()
 
     def about(request_id: str) -> list[str]:
         return [x["logger"] for x in lines if x.get("request_id") == request_id]
 
+    assert about("last-1") == ["app.request"]
     assert about("root-1") == ["app.request"]
     assert about("lost-1") == ["app.request"]
     # Probes are logged at DEBUG only, by the app: no INFO access line either.

@@ -1,8 +1,8 @@
 """One contract for every ActionStore: memory, SQLite and PostgreSQL.
 
-The same cases run against each backend (the ``store_url`` parameter); SQL
-stores also race across processes and survive close/reopen. The kill -9 of a
-serving gunicorn is in test_e2e_workers.py.
+The same cases run against each backend (the ``store_url`` and ``sql_url``
+fixtures of conftest.py); SQL stores also race across processes and survive
+close/reopen. The kill -9 of a serving gunicorn is in test_workers_e2e.py.
 """
 
 from __future__ import annotations
@@ -59,21 +59,6 @@ def make_record(
         manage_by=manage_by,
         label=label,
     )
-
-
-URL_FIXTURES = {"sqlite": "sqlite_url", "postgresql": "postgres_url"}
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "memory":
-        return "memory://"
-    return request.getfixturevalue(URL_FIXTURES[request.param])
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def sql_url(request: pytest.FixtureRequest) -> str:
-    return request.getfixturevalue(URL_FIXTURES[request.param])
 
 
 @pytest.fixture

@@ -27,11 +27,11 @@ import pytest
 import requests
 
 from app.store import open_store
+from tests.helpers import DEV_ALICE as ALICE
 from tests.postgres import Cluster, pgbouncer, private_cluster
 from tests.server import gunicorn
 
 pytestmark = pytest.mark.e2e
-ALICE = {"Authorization": "Bearer dev-token-alice"}
 BACK_WITHIN_SECONDS = 10
 
 

@@ -8,18 +8,10 @@ import re
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 from app.testing import INTROSPECT_URL, MY_GROUPS_URL, clear_auth_caches
-
-ROOT = Path(__file__).parent.parent
-
-
-def start(client, user, **extra) -> str:  # type: ignore[no-untyped-def]
-    request = {"request_id": str(uuid.uuid4()), "body": {"utc_offset": 1}, **extra}
-    response = client.post("/run", headers=user.headers, json=request)
-    assert response.status_code == 202, response.json
-    return response.json["action_id"]
+from tests.helpers import start
+from tests.server import ROOT
 
 
 def readme_example() -> str:

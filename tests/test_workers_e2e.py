@@ -19,16 +19,26 @@ import pytest
 import requests
 
 from app.store import open_store
+from tests.helpers import DEV_ALICE as ALICE
+from tests.postgres import temporary_schema
 from tests.server import gunicorn, gunicorn_process
+from tests.store_fixtures import _SESSION
 
 pytestmark = pytest.mark.e2e
-ALICE = {"Authorization": "Bearer dev-token-alice"}
-URL_FIXTURES = {"sqlite": "sqlite_url", "postgresql": "postgres_url"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest) -> str:
-    return request.getfixturevalue(URL_FIXTURES[request.param])
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared_store_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Each SQL store in turn (the memory store is per worker), for the
+    module: a fresh SQLite file, a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('store')}/actions.db"
+        return
+    server = request.getfixturevalue("postgres_server")
+    with temporary_schema(server, prefix=_SESSION) as url:
+        yield url
 
 
 def server_env(store_url: str) -> dict[str, str]:
@@ -39,9 +49,10 @@ def server_env(store_url: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def two_workers(store_url: str) -> Iterator[str]:
-    with gunicorn(server_env(store_url), workers=2) as url:
+@pytest.fixture(scope="module")
+def two_workers(shared_store_url: str) -> Iterator[str]:
+    """One two-worker server per store, shared by the tests of this module."""
+    with gunicorn(server_env(shared_store_url), workers=2) as url:
         yield url
 
 
@@ -70,7 +81,9 @@ def test_concurrent_retries_of_one_request_id_start_one_action(two_workers: str)
     assert len({r.json()["action_id"] for r in responses}) == 1
 
 
-def test_kill_9_loses_no_acknowledged_action(store_url: str) -> None:
+def test_kill_9_loses_no_acknowledged_action(sql_url: str) -> None:
+    """Its own server (it kills it) on its own store."""
+    store_url = sql_url
     acknowledged: list[str] = []
     lock = threading.Lock()
     stop = threading.Event()

@@ -1,4 +1,5 @@
-"""The whole lifecycle over real HTTP, against gunicorn, in dev mode."""
+"""The API over real HTTP, against gunicorn in dev mode: the whole lifecycle,
+cancel and resume as clients send them, errors as JSON."""
 
 from __future__ import annotations
 
@@ -8,18 +9,17 @@ import uuid
 import pytest
 import requests
 
-from tests.server import gunicorn
+from tests.helpers import DEV_ALICE as ALICE
+from tests.helpers import DEV_BOB as BOB
+from tests.helpers import METHODS, RESUME_PATHS, UNROUTED
 
 pytestmark = pytest.mark.e2e
-ALICE = {"Authorization": "Bearer dev-token-alice"}
-BOB = {"Authorization": "Bearer dev-token-bob"}
 
 
-@pytest.fixture(scope="module")
-def url():
-    env = {"FLASK_MIN_DELAY_SECONDS": "1", "FLASK_MAX_DELAY_SECONDS": "1"}
-    with gunicorn(env) as base:
-        yield base
+@pytest.fixture
+def url(dev_server) -> str:  # type: ignore[no-untyped-def]
+    """The shared dev-mode server (conftest.py), on which actions take 1 s."""
+    return str(dev_server.url)
 
 
 def test_lifecycle_over_http(url):
@@ -72,3 +72,29 @@ def test_bad_input_over_http_is_json(url):
     assert response.status_code == 400
     assert response.headers["Content-Type"] == "application/json"
     assert requests.get(url + "/", timeout=5).status_code == 401
+
+
+def test_resume_and_unrouted_paths_through_gunicorn(long_actions_server):
+    url = long_actions_server.url
+    request = {"request_id": str(uuid.uuid4()), "body": {"utc_offset": -3}}
+    action = requests.post(f"{url}/run", json=request, headers=ALICE, timeout=5).json()
+    action_id = action["action_id"]
+    for path in RESUME_PATHS:
+        # What clients send: POST, no body, no Content-Type.
+        resumed = requests.post(url + path.format(action_id), headers=ALICE, timeout=5)
+        assert resumed.status_code == 200 and resumed.json() == action
+        other = requests.post(url + path.format(action_id), headers=BOB, timeout=5)
+        assert other.status_code == 404 and other.json()["code"] == "ActionNotFound"
+        anonymous = requests.post(url + path.format(action_id), timeout=5)
+        assert anonymous.status_code == 401 and anonymous.json()["code"] == (
+            "UnauthorizedRequest"
+        )
+    requests.post(f"{url}/{action_id}/cancel", headers=ALICE, timeout=5)
+    done = requests.post(f"{url}/actions/{action_id}/resume", headers=ALICE, timeout=5)
+    assert done.status_code == 409 and done.json()["code"] == "ActionConflict"
+    for path in UNROUTED:
+        for method in METHODS:
+            response = requests.request(method, url + path, headers=ALICE, timeout=5)
+            assert response.status_code == 404, (method, path)
+            assert response.headers["Content-Type"] == "application/json"
+            assert response.json()["code"] == "NotFound", (method, path)
