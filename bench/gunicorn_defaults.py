@@ -48,8 +48,9 @@ from typing import Any
 import psycopg
 import requests
 
-from bench.run import LUA, RESULTS, ROOT, ensure_wrk, free_port
+from bench.run import LUA, RESULTS, ROOT, ensure_wrk
 from tests.loopback_auth import SLOW_PREFIX, loopback_auth, production_auth_env
+from tests.server import free_port, stop_process_group
 
 # Production's settings file (app/gunicorn_conf.py once it moves into the package).
 CONF = next(p for p in (ROOT / "app" / "gunicorn_conf.py", ROOT / "gunicorn.conf.py")
@@ -144,12 +145,7 @@ def serve(candidate: Candidate, env: dict[str, str]) -> Iterator[str]:
         yield url
     finally:
         MASTERS.pop(url, None)
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process, timeout=15)
         log.close()
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -23,6 +22,8 @@ from urllib.parse import quote
 
 import psycopg
 from sqlalchemy.engine import make_url
+
+from tests.server import stop_process_group
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -192,9 +193,4 @@ def pgbouncer(cluster: Cluster) -> Iterator[str]:
         _wait_for_port(port, 30, "pgbouncer")
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process)

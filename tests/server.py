@@ -90,13 +90,7 @@ def gunicorn_process(
             wait_until_up(url, process, output, startup_timeout)
             yield url, process
         finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop_process_group(process)
 
 
 def wait_until_up(
@@ -117,3 +111,15 @@ def wait_until_up(
             # Bound but still loading the app (slow on a cold start): try again.
             time.sleep(0.1)
     raise RuntimeError(f"server at {url} did not come up in {timeout} s")
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float = 10) -> None:  # type: ignore[type-arg]
+    """SIGTERM to a process started with ``start_new_session=True`` and its
+    children, SIGKILL if they are not gone within ``timeout`` seconds."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
