@@ -63,6 +63,11 @@ GEVENT = importlib.util.find_spec("gevent") is not None
 PG_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+# Worker classes by short name; "standby" is app/workers.py's StandbyThreadsWorker.
+WORKER_CLASSES = {"standby": "app.workers.StandbyThreadsWorker"}
+THREADED = ("gthread", "standby")
+
+
 @dataclass(frozen=True)
 class Candidate:
     worker_class: str
@@ -71,7 +76,7 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        if self.worker_class != "gthread":
+        if self.worker_class not in THREADED:
             return f"{self.worker_class} w{self.workers}"
         return f"{self.worker_class} w{self.workers} t{self.threads}"
 
@@ -92,6 +97,7 @@ def candidates(store: str, max_workers: int, full: bool) -> list[Candidate]:
         every = full or store == "memory" or workers in (2, 4)
         out.append(Candidate("sync", workers))
         out += [Candidate("gthread", workers, t) for t in (1, 2, 4, 8) if every or t in (2, 4)]
+        out += [Candidate("standby", workers, t) for t in (1, 2, 4, 8) if every or t == 4]
         if GEVENT and every:
             out.append(Candidate("gevent", workers))
     return out
@@ -121,7 +127,8 @@ def serve(candidate: Candidate, env: dict[str, str]) -> Iterator[str]:
     port = free_port()
     command = [
         sys.executable, "-m", "gunicorn", "-c", str(CONF), "--bind", f"127.0.0.1:{port}",
-        "--worker-class", candidate.worker_class, "--workers", str(candidate.workers),
+        "--worker-class", WORKER_CLASSES.get(candidate.worker_class, candidate.worker_class),
+        "--workers", str(candidate.workers),
         "--threads", str(candidate.threads), "app:create_app()",
     ]
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
