@@ -31,7 +31,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=5000, help="port (default 5000)")
     parser.add_argument("--store", help="STORE_URL: memory://, sqlite:///path, postgresql://...")
-    parser.add_argument("--threads", type=int, default=8, help="request threads (default 8)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="request threads (default: THREADS, else 4)")
     return parser.parse_args(argv)
 
 
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.argv = [
         "python -m app", "-c", "python:app.gunicorn_conf",
         "--bind", f"{_bracket(args.host)}:{args.port}",
-        "--workers", "1", "--threads", str(args.threads),
+        "--workers", "1",
+        *(("--threads", str(args.threads)) if args.threads else ()),
         "app:create_app()",
     ]
     WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]").run()

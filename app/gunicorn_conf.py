@@ -7,9 +7,10 @@ checkout's gunicorn.conf.py only points here.) Every setting can be
 overridden on the command line (e.g. --workers 4) or by the environment
 variables read below.
 
-- Workers: the default memory:// store lives inside one process, so with it
-  there is ONE worker (with threads), and more (WEB_CONCURRENCY, --workers)
-  are refused at start; with a shared store (sqlite/postgresql) 2 x CPUs + 1.
+- Workers: app.workers.StandbyThreadsWorker, THREADS (4) threads each. The
+  default memory:// store lives inside one process, so with it there is ONE
+  worker, and more (WEB_CONCURRENCY, --workers) are refused at start; with a
+  shared store (sqlite/postgresql) CPUs + 1.
   Workers are recycled every ~10,000 requests, except with the memory store.
 - Start-up: the configuration, credentials and store are checked in the
   master (app.startup) before any worker starts: one line and exit 2 if bad.
@@ -55,30 +56,32 @@ MEMORY_STORE = str(_SETTINGS["STORE_URL"]).lower().startswith("memory")
 # in bench/README.md) -----------------------------------------------------------------
 # A request whose token is not in the introspection cache waits on Globus Auth
 # (up to AUTH_TIMEOUT_SECONDS). What keeps the other requests going meanwhile is
-# a free thread in the same process: gthread with 2 or more threads. A sync
-# worker or a 1-thread gthread worker is held by it, and more processes do not
-# save 1-thread gthread: the held worker keeps accepting connections it cannot
-# serve (measured: the others' p99 is 3 s during a 3 s introspection with sync
-# or 1 thread on the memory store; tests/test_slow_auth_e2e.py fails with
-# THREADS=1 on every store). 4 threads leave 3 free per process, and measured
-# best or within noise of the best of the safe settings (sync and gevent were
-# slower here, so gevent is not worth its dependency):
-# - memory:// (one process only: the store lives in it): 1 worker, 4 threads
-#   (more workers are refused by on_starting);
-# - sqlite/postgresql: CPUs + 1 workers, 4 threads (threads cover the waits on
-#   the database; more processes than that only contend for the cores).
+# another thread in the same process: gunicorn's sync worker (one request at a
+# time) is held by it, and the memory store allows only one process. gthread
+# keeps them going but costs every request (a main thread hands each request to
+# a pool thread; threads answering side by side take turns on the GIL): 0.54-0.66
+# of sync's throughput with 4 threads on the memory store. app.workers'
+# StandbyThreadsWorker is the sync worker's loop in one thread with THREADS - 1
+# standby threads that take requests only while every thread ahead of them is
+# stuck (> 20 ms on one request): 0.97-1.00 of sync, and while one request waited
+# 3 s on Auth the others' p99 was ~5 ms (gthread 4 threads: ~8 ms; sync: 3 s).
+# tests/test_slow_auth_e2e.py fails with THREADS=1 on every store.
+# - memory:// (one process only: the store lives in it): 1 worker
+#   (more are refused by on_starting);
+# - sqlite/postgresql: <WORKERS_PER_CPU> (see bench/README.md).
 # WEB_CONCURRENCY and THREADS override the numbers.
 workers = int(os.environ.get("WEB_CONCURRENCY") or 0) or (
     1 if MEMORY_STORE else multiprocessing.cpu_count() + 1
 )
-worker_class = "gthread"
+worker_class = "app.workers.StandbyThreadsWorker"
 threads = int(os.environ.get("THREADS", "4"))
 
 # --- server ------------------------------------------------------------------------
 bind = os.environ.get("BIND", "127.0.0.1:8000")  # put it behind an HTTPS proxy
 timeout = 30  # a worker silent this long is killed (Auth calls are bounded far below)
 graceful_timeout = 20  # SIGTERM: finish requests in flight for up to this long
-keepalive = 5
+# No keep-alive: like the sync worker, one request per connection (nginx in
+# front keeps its clients' connections open).
 # Recycle workers now and then (jitter: not all at once), but never the one
 # worker of the memory store: its actions would go with it.
 max_requests = 0 if MEMORY_STORE else 10_000

@@ -43,6 +43,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ from typing import Any
 import psycopg
 
 from app.store import ActionRecord
-from app.store.sql import SQLStore
+from app.store.sql import _PG_SQL, SQLStore
 from bench import run as runner
 from bench import store_bench
 from tests.postgres import conninfo, private_cluster, temporary_schema
@@ -109,19 +110,27 @@ def wal_flushes(conn: psycopg.Connection) -> tuple[float, float]:
     return float(row[0]), float(row[1])
 
 
-def round_trip_probe(url: str, busy_us: float = 0, count: int = 300) -> float:
-    """Median µs of ``SELECT 1`` (prepared) over a loopback psycopg connection,
-    each sent after ``busy_us`` of CPU work, as a request's is: on a machine
-    whose cores other jobs keep busy, the backend then waits for a core."""
-    with psycopg.connect(conninfo(url), autocommit=True, prepare_threshold=1) as conn:
+def round_trip_probe(url: str, sql: str = "SELECT 1", params: Sequence[str] = (),
+                     busy_us: float = 0, count: int = 300) -> float:
+    """Median µs of one execution of the prepared statement ``sql`` through
+    libpq itself (psycopg.pq's PQexecPrepared: none of psycopg's Python, none
+    of ours), each sent after ``busy_us`` of CPU work, as a request's is: what
+    any client pays for the statement on this machine, the floor under a
+    store's round trip. After a burst of work the backend's core has gone
+    idle and must be woken (on these virtual cores, no small cost)."""
+    with psycopg.connect(conninfo(url), autocommit=True) as conn:
+        pg = conn.pgconn
+        pg.prepare(b"probe", sql.replace("%s", "$1").encode())
+        values = [v.encode() for v in params]
         samples = []
         for _ in range(count):
             end = time.perf_counter() + busy_us / 1e6
             while time.perf_counter() < end:
                 pass
             started = time.perf_counter()
-            conn.execute("SELECT 1").fetchone()
+            result = pg.exec_prepared(b"probe", values)
             samples.append(time.perf_counter() - started)
+            assert result.ntuples == 1, result.error_message
     return median_us(samples)
 
 
@@ -248,10 +257,16 @@ def main(argv: list[str] | None = None) -> int:
                 ), "p50_ms": 0, "bad_status": 0, "socket_errors": 0}
             probes = {
                 **during,
-                "pg_round_trip_us": round_trip_probe(args.pg_url),
-                # ... after as much CPU work as a memory-store status request does
-                "pg_round_trip_after_busy_us": round_trip_probe(
-                    args.pg_url, 1e6 / measured["memory status"]["rps"]),
+                "pg_round_trip_us": round_trip_probe(urls["postgresql"]),
+                # The status statement itself, idle and after as much CPU work as a
+                # memory-store status does; SELECT 1 after a memory-store run's.
+                "pg_get_us": round_trip_probe(urls["postgresql"], _PG_SQL.get,
+                                              [ids["postgresql"]]),
+                "pg_get_after_busy_us": round_trip_probe(
+                    urls["postgresql"], _PG_SQL.get, [ids["postgresql"]],
+                    1e6 / measured["memory status"]["rps"]),
+                "pg_round_trip_after_run_busy_us": round_trip_probe(
+                    urls["postgresql"], busy_us=1e6 / measured["memory run"]["rps"]),
                 "fsync_pg_wal_us": fsync_probe(pg_folder),
                 "fsync_sqlite_us": fsync_probe(tmp),
                 **{f"{name} {k}": v for name, store in probes_stores.items()
@@ -266,10 +281,11 @@ def main(argv: list[str] | None = None) -> int:
             pg_flush = during.get("pg_flush_us_during_run") or probes["fsync_pg_wal_us"]
             sqlite_flush = during["fsync_us_during_sqlite_run"]
             memory_status_us = 1e6 / measured["memory status"]["rps"]
-            busy_trip = probes["pg_round_trip_after_busy_us"]
+            get_trip = probes["pg_get_after_busy_us"]
+            run_trip = probes["pg_round_trip_after_run_busy_us"]
             ceilings = {
-                "postgresql status": round(memory_status_us / (memory_status_us + busy_trip), 3),
-                "postgresql run": round(memory_run_us / (memory_run_us + pg_flush + busy_trip), 3),
+                "postgresql status": round(memory_status_us / (memory_status_us + get_trip), 3),
+                "postgresql run": round(memory_run_us / (memory_run_us + pg_flush + run_trip), 3),
                 "sqlite run": round(memory_run_us / (memory_run_us + sqlite_flush), 3),
             }
             rounds.append({"measured": measured, "ratios": ratios, "probes": probes,
@@ -328,7 +344,7 @@ def print_report(report: dict[str, Any]) -> None:
     print("\n| probe | median | per round |")
     print("|---|---:|---|")
     for key, value in {**report["probes"], **report["ceilings"]}.items():
-        label = f"{key} ceiling: memory's time / (it + flush + round trip after busy)" \
+        label = f"{key} ceiling: memory's time / (it + [flush] + libpq round trip after busy)" \
             if key in report["ceilings"] else key
         print(f"| {label} | {value['median']} | {', '.join(map(str, value['rounds']))} |")
     print(f"\nnon-2xx or socket errors: {report['bad']}")

@@ -123,3 +123,21 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 10) -> None: 
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def worker_pids(master_pid: int) -> set[int]:
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text()
+    return {int(pid) for pid in children.split()}
+
+
+def settled_workers(master_pid: int) -> set[int]:
+    """The worker pids, once the master has forked them all (none new for 1 s)."""
+    seen, since = worker_pids(master_pid), time.monotonic()
+    deadline = since + 30
+    while time.monotonic() - since < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = worker_pids(master_pid)
+        if now != seen:
+            seen, since = now, time.monotonic()
+    assert seen, "gunicorn has no workers"
+    return seen

@@ -205,7 +205,8 @@ def test_gunicorn_conf_defaults():
         return __import__("json").loads(out)
 
     memory = conf(FLASK_STORE_URL="memory://")
-    assert memory[0] == 1 and memory[1:] == ["gthread", "app.logs.GunicornLogger", True, 20, 0]
+    assert memory[0] == 1 and memory[1:] == [
+        "app.workers.StandbyThreadsWorker", "app.logs.GunicornLogger", True, 20, 0]
     shared = conf(FLASK_STORE_URL="sqlite:///x.db")
     assert shared[0] == os.cpu_count() + 1 and shared[-1] == 10_000
     assert conf(WEB_CONCURRENCY="3")[0] == 3

@@ -21,30 +21,12 @@ import pytest
 import requests
 
 from tests.loopback_auth import SLOW_PREFIX, AuthCounters, loopback_auth, production_auth_env
-from tests.server import gunicorn_process
+from tests.server import gunicorn_process, settled_workers
 
 pytestmark = pytest.mark.e2e
 SLOW_SECONDS = 3.0
 CALLERS = 4
 URL_FIXTURES = {"memory": None, "sqlite": "sqlite_url", "postgresql": "postgres_url"}
-
-
-def worker_pids(master_pid: int) -> set[int]:
-    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text()
-    return {int(pid) for pid in children.split()}
-
-
-def settled_workers(master_pid: int) -> set[int]:
-    """The worker pids, once the master has forked them all (none new for 1 s)."""
-    seen, since = worker_pids(master_pid), time.monotonic()
-    deadline = since + 30
-    while time.monotonic() - since < 1 and time.monotonic() < deadline:
-        time.sleep(0.1)
-        now = worker_pids(master_pid)
-        if now != seen:
-            seen, since = now, time.monotonic()
-    assert seen, "gunicorn has no workers"
-    return seen
 
 
 def socket_owner(local_port: int, pids: set[int]) -> int | None:

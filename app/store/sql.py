@@ -269,6 +269,10 @@ class SQLStore:
             with self._lock:
                 self._open.add(conn)
             self._threads.conn = conn
+            # One cursor per connection, reused by every statement: psycopg's
+            # conn.execute makes a new one each time (~15-30 us a statement
+            # here, bench/README.md).
+            self._threads.cursor = conn.cursor() if self._pg else conn
         return conn
 
     def _connect(self) -> Any:
@@ -288,14 +292,14 @@ class SQLStore:
 
     def _discard(self, conn: Any) -> None:
         if self._threads.conn is conn:
-            self._threads.conn = None
+            self._threads.conn = self._threads.cursor = None
         with self._lock:
             self._open.discard(conn)
         with suppress(Exception):
             conn.close()
 
     def _execute(self, work: Callable[[Any], _T], *, retry: bool) -> _T:
-        """``work(connection)`` on this thread's connection.
+        """``work(cursor)`` on this thread's connection (SQLite: the connection).
 
         A connection that breaks is replaced; ``work`` is then run once more
         if ``retry`` (it is safe to repeat: a read, or a write whose second
@@ -304,7 +308,7 @@ class SQLStore:
         for attempt in range(2):
             conn = self._connection()
             try:
-                return work(conn)
+                return work(self._threads.cursor)
             except self._sql.errors as error:
                 broken = self._broken(conn)
                 if broken:
@@ -507,6 +511,7 @@ class SQLStore:
 
 class _PerThread(threading.local):
     conn: Any = None
+    cursor: Any = None  # PostgreSQL: conn's one cursor; SQLite: conn itself
 
 
 class _Fetched:
