@@ -68,7 +68,9 @@ MEMORY_STORE = str(_SETTINGS["STORE_URL"]).lower().startswith("memory")
 # tests/test_slow_auth_e2e.py fails with THREADS=1 on every store.
 # - memory:// (one process only: the store lives in it): 1 worker
 #   (more are refused by on_starting);
-# - sqlite/postgresql: <WORKERS_PER_CPU> (see bench/README.md).
+# - sqlite/postgresql: CPUs + 1 workers: one more process than cores covers
+#   the waits on the database (PostgreSQL, 2 cores: 3 workers 0.89-0.94 of the
+#   best of five settings, 4 workers no faster).
 # WEB_CONCURRENCY and THREADS override the numbers.
 workers = int(os.environ.get("WEB_CONCURRENCY") or 0) or (
     1 if MEMORY_STORE else multiprocessing.cpu_count() + 1
