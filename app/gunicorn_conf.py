@@ -59,11 +59,11 @@ MEMORY_STORE = str(_SETTINGS["STORE_URL"]).lower().startswith("memory")
 # another thread in the same process: gunicorn's sync worker (one request at a
 # time) is held by it, and the memory store allows only one process. gthread
 # keeps them going but costs every request (a main thread hands each request to
-# a pool thread; threads answering side by side take turns on the GIL): 0.54-0.66
+# a pool thread; threads answering side by side take turns on the GIL): 0.54-0.65
 # of sync's throughput with 4 threads on the memory store. app.workers'
 # StandbyThreadsWorker is the sync worker's loop in one thread with THREADS - 1
 # standby threads that take requests only while every thread ahead of them is
-# stuck (> 20 ms on one request): 0.97-1.00 of sync, and while one request waited
+# stuck (> 20 ms on one request): 0.93-0.99 of sync, and while one request waited
 # 3 s on Auth the others' p99 was ~5 ms (gthread 4 threads: ~8 ms; sync: 3 s).
 # tests/test_slow_auth_e2e.py fails with THREADS=1 on every store.
 # - memory:// (one process only: the store lives in it): 1 worker

@@ -10,7 +10,7 @@ for an uncached token holds the whole process, and the memory store allows
 only one process. gthread keeps the others going at a price paid on every
 request: a main thread polls the sockets and hands each request to a pool
 thread and back, and threads answering side by side take turns on the GIL
-(~300 us more CPU a request here: 0.56-0.64 of sync's throughput with 4
+(~300 us more CPU a request here: 0.54-0.65 of sync's throughput with 4
 threads).
 
 Here thread 0 runs the sync worker's own loop (wait for a connection, accept,
@@ -80,13 +80,12 @@ class StandbyThreadsWorker(SyncWorker):
         ]
         for thread in threads:
             thread.start()
-        idle_seconds = min(self.timeout or 0.5, 0.5)
         while self.alive and all(t.is_alive() for t in threads):
             self.notify()
             if not self.is_parent_alive():
                 self.alive = False
                 break
-            if _readable([self.PIPE[0]], idle_seconds):  # a signal woke us
+            if _readable([self.PIPE[0]], self._idle_seconds):  # a signal woke us
                 with contextlib.suppress(OSError):
                     os.read(self.PIPE[0], 1)
         self.alive = False
@@ -94,13 +93,19 @@ class StandbyThreadsWorker(SyncWorker):
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
+    @property
+    def _idle_seconds(self) -> float:
+        """How long the main thread and thread 0 wait at a time when idle."""
+        return min(self.timeout or 0.5, 0.5)
+
     def _serve(self, lane: Lane, ahead: list[Lane]) -> None:
-        # Thread 0 waits for connections up to idle_seconds at a time; a standby
+        # Thread 0 waits for connections up to _idle_seconds at a time; a standby
         # thread only PATIENCE_SECONDS, so it notices soon when it is not needed.
-        wait = min(self.timeout or 0.5, 0.5) if not ahead else PATIENCE_SECONDS
+        wait = PATIENCE_SECONDS if ahead else self._idle_seconds
         try:
             while self.alive:
-                if all(other.stuck(time.monotonic()) for other in ahead):
+                now = time.monotonic()
+                if all(other.stuck(now) for other in ahead):
                     self._answer_one(lane, wait)
                 else:
                     time.sleep(PATIENCE_SECONDS)
