@@ -26,6 +26,19 @@ AUTH_TIMEOUT_SECONDS: float = 5.0
 # Introspection results are cached (keyed by a hash of the token).
 INTROSPECT_CACHE_SIZE: int = 10_000
 INTROSPECT_CACHE_TTL_SECONDS: int = 30
+# Group memberships of callers whose actions are shared with groups
+# (monitor_by/manage_by) are cached by token: one Globus Groups call a token
+# per TTL. The TTL is how long a removal from a group may take to apply.
+GROUPS_CACHE_SIZE: int = 10_000
+GROUPS_CACHE_TTL_SECONDS: int = 300
+# The dependent tokens (for Groups) granted for a caller's token are cached
+# too, each for less than the 48 hours they are valid (at most 169200, 47 h).
+# Keep the size at least GROUPS_CACHE_SIZE: each group lookup that misses
+# needs them. All three caches are per worker process and hold only tokens
+# seen within their TTL; a full one takes about 10 KB an entry (introspection,
+# dependent tokens) or 0.6 KB (groups, for one group).
+DEPENDENT_TOKENS_CACHE_SIZE: int = 10_000
+DEPENDENT_TOKENS_CACHE_TTL_SECONDS: int = 47 * 3600
 
 # --- Storage -----------------------------------------------------------------
 # memory:// (default, lost on restart), sqlite:///path/to/file.db, or

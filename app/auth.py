@@ -4,8 +4,10 @@
 What this adds to the library: a Groups outage denies instead of failing
 (ProviderAuthState), a malformed introspection answer is refused before the
 library caches it (ProviderAuthClient), the bearer scheme is case-insensitive
-(ProviderAuthStateBuilder), timeouts and the cache size come from config,
-and metrics are told of introspections and cache lookups (AuthObserver).
+(ProviderAuthStateBuilder), timeouts come from config, and the library's
+three token caches are made thread-safe and sized from config
+(ThreadSafeTTLCache, configure_caches) with their lookups in the metrics
+(AuthObserver).
 
 In dev mode only the introspection call is replaced (DevAuthClient):
 everything after it (AuthState, its caches, the scope check, authorization)
@@ -14,9 +16,11 @@ is the library's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
+import threading
 import uuid
 from collections.abc import Iterable
 from typing import Any, Protocol, TypeVar
@@ -43,6 +47,13 @@ DEV_TOKEN = re.compile(r"dev-token-([A-Za-z0-9._-]{1,64})")
 DEV_NAMESPACE = uuid.UUID("6f1b8a52-4c0e-4d3b-9a57-2b0f1c9e7d10")
 T = TypeVar("T")
 DEV_SCOPE = "https://auth.globus.org/scopes/whattimeisitrightnow.dev/action_all"
+# The library's class-wide caches: (AuthState attribute, name in the metrics,
+# prefix of the settings <prefix>_CACHE_SIZE and <prefix>_CACHE_TTL_SECONDS).
+CACHES = (
+    ("introspect_cache", "introspect", "INTROSPECT"),
+    ("dependent_tokens_cache", "dependent_tokens", "DEPENDENT_TOKENS"),
+    ("group_membership_cache", "groups", "GROUPS"),
+)
 
 
 class MissingCredentials(RuntimeError):
@@ -55,18 +66,19 @@ def dev_identity(name: str) -> str:
 
 
 class AuthObserver(Protocol):
-    """Told about each token introspection and introspection-cache lookup (metrics)."""
+    """Told about each token introspection and each lookup in the library's
+    caches, by cache name (metrics)."""
 
     def introspection(self, outcome: str) -> None: ...
 
-    def introspect_cache_lookup(self, hit: bool) -> None: ...
+    def auth_cache_lookup(self, cache: str, hit: bool) -> None: ...
 
 
 class _NoObserver:
     def introspection(self, outcome: str) -> None:
         pass
 
-    def introspect_cache_lookup(self, hit: bool) -> None:
+    def auth_cache_lookup(self, cache: str, hit: bool) -> None:
         pass
 
 
@@ -190,8 +202,24 @@ class DevAuthClient(ProviderAuthClient):
 class ProviderAuthState(AuthState):
     """The library's AuthState, except that a Groups outage or a malformed
     Groups answer denies instead of failing the request (the library handles
-    Groups API errors, not network errors or odd data), and that dev users
-    belong to no group (there is no Groups service to ask)."""
+    Groups API errors, not network errors or odd data), that dev users
+    belong to no group (there is no Groups service to ask), and that a cached
+    dependent-token answer is looked up once, not checked and then read."""
+
+    def _get_cached_dependent_tokens(
+        self,
+    ) -> tuple[bool, globus_sdk.OAuthDependentTokenResponse]:
+        """The library's, with one ``get`` where it asks ``key in cache`` and
+        then reads ``cache[key]``: between the two the entry may expire or be
+        evicted by another thread's insert, and the read raises KeyError.
+        Returns (whether the answer came from the cache, the answer)."""
+        key = self._dependent_token_cache_key
+        cached = self.dependent_tokens_cache.get(key)
+        if cached is not None:
+            return True, cached
+        answer = self.auth_client.oauth2_get_dependent_tokens(self.bearer_token)
+        self.dependent_tokens_cache[key] = answer
+        return False, answer
 
     @property
     def groups(self) -> frozenset[str]:
@@ -242,17 +270,50 @@ class ProviderAuthStateBuilder(AuthStateBuilder):
             raise AuthenticationError("Token is invalid, expired, or revoked") from error
 
 
-class ObservedTTLCache(TypedTTLCache[T]):
-    """The library's cache, telling an observer whether each lookup hit."""
+class ThreadSafeTTLCache(TypedTTLCache[T]):
+    """The library's cache (cachetools' TTLCache: least recently used first
+    out, each entry for ``ttl`` seconds) behind a lock, as the service's threads
+    share it: TTLCache is not thread-safe (under concurrent use it raises
+    KeyError and RuntimeError and can end broken for good). Each ``get``, the
+    lookup the library and ProviderAuthState make, is counted as a hit or a
+    miss of cache ``name``."""
 
-    def __init__(self, *, maxsize: int, ttl: int, observer: AuthObserver) -> None:
+    def __init__(self, *, name: str, maxsize: int, ttl: int, observer: AuthObserver) -> None:
         super().__init__(maxsize=maxsize, ttl=ttl)
+        self.name = name
         self.observer = observer
+        self._lock = threading.Lock()
 
     def get(self, key: str) -> T | None:
-        value = super().get(key)
-        self.observer.introspect_cache_lookup(value is not None)
+        with self._lock:
+            value = self._cache.get(key)
+        self.observer.auth_cache_lookup(self.name, value is not None)
         return value
+
+    def __setitem__(self, key: str, value: T) -> None:
+        with self._lock:
+            self._cache[key] = value
+
+    def __getitem__(self, key: str) -> T:
+        with self._lock:
+            return self._cache[key]  # type: ignore[no-any-return]
+
+    def __contains__(self, key: str) -> bool:
+        with self._lock:
+            return key in self._cache
+
+    def __delitem__(self, key: str) -> None:
+        """Deleting an entry that is gone is not an error: the library deletes
+        an entry it found a moment before (a stale dependent-token answer, in
+        ``get_authorizer_for_scope``), which may have expired or been evicted
+        since; TTLCache raises KeyError for an expired entry even as it
+        removes it."""
+        with self._lock, contextlib.suppress(KeyError):
+            del self._cache[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
 
     @property
     def maxsize(self) -> int:
@@ -264,15 +325,19 @@ class ObservedTTLCache(TypedTTLCache[T]):
 
 
 def configure_caches(config: dict[str, Any], observer: AuthObserver | None = None) -> None:
-    """Size the library's introspection cache (the library's default, 100
-    tokens, is far too small for a busy provider). It can only be set
-    class-wide, one a process: AuthState reads ``AuthState.introspect_cache``
-    by that name."""
-    AuthState.introspect_cache = ObservedTTLCache(
-        maxsize=int(config["INTROSPECT_CACHE_SIZE"]),
-        ttl=int(config["INTROSPECT_CACHE_TTL_SECONDS"]),
-        observer=observer or _NoObserver(),
-    )
+    """Install the library's three caches, thread-safe and sized from config
+    (the library's default, 100 entries each, is far too small for a busy
+    provider). They can only be set class-wide, one set a process: AuthState
+    reads them as class attributes."""
+    observer = observer or _NoObserver()
+    for attribute, name, prefix in CACHES:
+        cache: ThreadSafeTTLCache[Any] = ThreadSafeTTLCache(
+            name=name,
+            maxsize=int(config[f"{prefix}_CACHE_SIZE"]),
+            ttl=int(config[f"{prefix}_CACHE_TTL_SECONDS"]),
+            observer=observer,
+        )
+        setattr(AuthState, attribute, cache)
 
 
 def provider_scope(config: dict[str, Any]) -> str:

@@ -94,7 +94,13 @@ class Metrics:
             ["outcome"], registry=r,
         )
         self.cache_lookups = Counter(
-            "auth_introspect_cache_lookups", "Lookups in the token introspection cache.",
+            "auth_cache_lookups", "Lookups in the auth caches, by cache and result.",
+            ["cache", "result"], registry=r,
+        )
+        # Kept for dashboards that read it: the same as auth_cache_lookups{cache="introspect"}.
+        self.introspect_cache_lookups = Counter(
+            "auth_introspect_cache_lookups",
+            "Lookups in the token introspection cache (deprecated: see auth_cache_lookups).",
             ["result"], registry=r,
         )
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -102,8 +108,16 @@ class Metrics:
             self.released_total.labels(outcome)
         for outcome in ("ok", "error", "malformed"):
             self.introspections.labels(outcome)
-        self._cache_hit = self.cache_lookups.labels("hit")  # on every request: no lookup
-        self._cache_miss = self.cache_lookups.labels("miss")
+        # On every request: the children are looked up once, here.
+        self._cache_children = {
+            (cache, hit): self.cache_lookups.labels(cache, "hit" if hit else "miss")
+            for cache in ("introspect", "dependent_tokens", "groups")
+            for hit in (True, False)
+        }
+        self._introspect_children = {
+            hit: self.introspect_cache_lookups.labels("hit" if hit else "miss")
+            for hit in (True, False)
+        }
 
     def observe_request(self, route: str, method: str, status: int, latency: float) -> None:
         """Count and time one answered request. The labelled children are kept
@@ -131,8 +145,10 @@ class Metrics:
     def introspection(self, outcome: str) -> None:
         self.introspections.labels(outcome).inc()
 
-    def introspect_cache_lookup(self, hit: bool) -> None:
-        (self._cache_hit if hit else self._cache_miss).inc()
+    def auth_cache_lookup(self, cache: str, hit: bool) -> None:
+        self._cache_children[cache, hit].inc()
+        if cache == "introspect":
+            self._introspect_children[hit].inc()
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

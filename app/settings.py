@@ -54,6 +54,13 @@ class ServiceSettings(BaseSettings):
                                         gt=0, le=60)
     INTROSPECT_CACHE_SIZE: int = _form("a whole number, at least 1", ge=1)
     INTROSPECT_CACHE_TTL_SECONDS: int = _form("a whole number of seconds, at least 0", ge=0)
+    GROUPS_CACHE_SIZE: int = _form("a whole number, at least 1", ge=1)
+    GROUPS_CACHE_TTL_SECONDS: int = _form("a whole number of seconds, at least 0", ge=0)
+    DEPENDENT_TOKENS_CACHE_SIZE: int = _form("a whole number, at least 1", ge=1)
+    DEPENDENT_TOKENS_CACHE_TTL_SECONDS: int = _form(
+        "a whole number of seconds from 0 to 169200 (47 h: dependent tokens live 48 h)",
+        ge=0, le=47 * 3600,
+    )
     STORE_URL: str = _form("memory://, sqlite:///path/to/actions.db or postgresql://user@host/db")
     MIN_DELAY_SECONDS: float = _form("a number of seconds, at least 0", ge=0)
     MAX_DELAY_SECONDS: float = _form("a number of seconds, at least MIN_DELAY_SECONDS", ge=0)

@@ -1,11 +1,14 @@
-"""Globus Auth's token introspection as a real HTTP server on loopback.
+"""Globus Auth (token introspection, dependent-token grants) and Globus
+Groups (my_groups) as a real HTTP server on loopback.
 
-For tests and benchmarks that run the service in its own gunicorn process,
+For tests and benchmarks that run the service in its own server process,
 where ``responses`` (app.testing) cannot reach: the service's real
-globus-sdk client calls this server, found through GLOBUS_SDK_SERVICE_URL_AUTH
-(globus_sdk.config reads it ahead of GLOBUS_SDK_ENVIRONMENT). Every token is
-active with SCOPE; a token starting with SLOW_PREFIX is answered only after
-``slow_seconds``, as Auth would when it is slow.
+globus-sdk clients call this server, found through GLOBUS_SDK_SERVICE_URL_AUTH
+and GLOBUS_SDK_SERVICE_URL_GROUPS (globus_sdk.config reads them ahead of
+GLOBUS_SDK_ENVIRONMENT). Every token is active with SCOPE; a token starting
+with SLOW_PREFIX is introspected only after ``slow_seconds``, as Auth would
+when it is slow. A token's dependent Groups token is ``groups-<token>``, and
+its groups are ``AuthCounters.groups[token]`` (none if not there).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,15 +27,24 @@ from urllib.parse import parse_qs
 SCOPE = "https://auth.globus.org/scopes/00000000-0000-4000-8000-00000000bbbb/action_all"
 SLOW_PREFIX = "slow-"
 INTROSPECT_PATH = "/v2/oauth2/token/introspect"
+TOKEN_PATH = "/v2/oauth2/token"  # dependent-token grants
+MY_GROUPS_PATH = "/v2/groups/my_groups"
+DEPENDENT_TOKEN_GRANT = "urn:globus:auth:grant_type:dependent_token"
+GROUPS_SCOPE = "urn:globus:auth:scope:groups.api.globus.org:view_my_groups_and_memberships"
 
 
 @dataclass
 class AuthCounters:
     """The introspections Auth was asked for, in order: (token prefix, caller),
-    the caller being what ``identify_caller`` says of the caller's port, if set."""
+    the caller being what ``identify_caller`` says of the caller's port, if set;
+    the dependent-token grants and my_groups calls answered, by token; and the
+    group ids of each token (set them before the service asks)."""
 
     introspections: list[tuple[str, object]] = field(default_factory=list)
     identify_caller: Callable[[int], object] | None = None
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    dependent_grants: Counter[str] = field(default_factory=Counter)
+    group_lookups: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def of(self, token: str) -> list[object]:
@@ -47,14 +60,35 @@ def _identity(token: str) -> str:
 def _handler(slow_seconds: float, counters: AuthCounters) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the real Auth
+        # Headers and body go out in two writes: without this, Nagle's
+        # algorithm holds the body until the client's delayed ACK (~40 ms).
+        disable_nagle_algorithm = True
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             form = parse_qs(self.rfile.read(length).decode())
-            if self.path.split("?")[0] != INTROSPECT_PATH or "token" not in form:
+            path = self.path.split("?")[0]
+            if path == TOKEN_PATH and form.get("grant_type") == [DEPENDENT_TOKEN_GRANT]:
+                self._dependent_tokens(form["token"][0])
+            elif path == INTROSPECT_PATH and "token" in form:
+                self._introspect(form["token"][0])
+            else:
+                self._answer(404, {"error": "not_found"})
+
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] != MY_GROUPS_PATH:
                 self._answer(404, {"error": "not_found"})
                 return
-            token = form["token"][0]
+            _, _, token = self.headers.get("Authorization", "").partition("Bearer groups-")
+            with counters.lock:
+                counters.group_lookups[token] += 1
+            if not token:
+                self._answer(401, {"code": "AUTHENTICATION_ERROR"})
+                return
+            groups = counters.groups.get(token, [])
+            self._answer(200, [{"id": g, "name": g} for g in groups])
+
+        def _introspect(self, token: str) -> None:
             identify = counters.identify_caller
             who = identify(self.client_address[1]) if identify else None
             with counters.lock:
@@ -68,7 +102,16 @@ def _handler(slow_seconds: float, counters: AuthCounters) -> type[BaseHTTPReques
                 "client_id": str(uuid.uuid4()), "identity_set": [identity],
             })
 
-        def _answer(self, status: int, data: dict[str, object]) -> None:
+        def _dependent_tokens(self, token: str) -> None:
+            with counters.lock:
+                counters.dependent_grants[token] += 1
+            self._answer(200, [{
+                "access_token": f"groups-{token}", "scope": GROUPS_SCOPE,
+                "resource_server": "groups.api.globus.org", "expires_in": 172800,
+                "token_type": "Bearer",
+            }])
+
+        def _answer(self, status: int, data: object) -> None:
             body = json.dumps(data).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -84,7 +127,7 @@ def _handler(slow_seconds: float, counters: AuthCounters) -> type[BaseHTTPReques
 
 @contextmanager
 def loopback_auth(slow_seconds: float = 3.0) -> Iterator[tuple[str, AuthCounters]]:
-    """Serve introspection on a free loopback port; yield (base URL, counters)."""
+    """Serve Auth and Groups on a free loopback port; yield (base URL, counters)."""
     counters = AuthCounters()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(slow_seconds, counters))
     server.daemon_threads = True
@@ -98,8 +141,9 @@ def loopback_auth(slow_seconds: float = 3.0) -> Iterator[tuple[str, AuthCounters
 
 
 def production_auth_env(auth_url: str) -> dict[str, str]:
-    """The service's environment for real (not dev) auth against ``auth_url``.
-    AUTH_TIMEOUT_SECONDS 10: a 3 s answer is waited for, not cut short."""
+    """The service's environment for real (not dev) auth against ``auth_url``
+    (Auth and Groups). AUTH_TIMEOUT_SECONDS 10: a 3 s answer is waited for,
+    not cut short."""
     return {
         "FLASK_AUTH_MODE": "globus",
         "FLASK_CLIENT_ID": "00000000-0000-4000-8000-00000000bbbb",
@@ -107,4 +151,5 @@ def production_auth_env(auth_url: str) -> dict[str, str]:
         "FLASK_SCOPE": SCOPE,
         "FLASK_AUTH_TIMEOUT_SECONDS": "10",
         "GLOBUS_SDK_SERVICE_URL_AUTH": auth_url,
+        "GLOBUS_SDK_SERVICE_URL_GROUPS": auth_url,
     }

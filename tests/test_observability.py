@@ -197,8 +197,28 @@ def test_metrics_count_introspections_and_cache_hits(client, globus, alice, bob)
     client.get("/", headers=bob.headers)
     assert globus.introspections == 2
     assert metric(client, "auth_introspections_total", outcome="ok") == 2
+    assert metric(client, "auth_cache_lookups_total", cache="introspect", result="miss") == 2
+    assert metric(client, "auth_cache_lookups_total", cache="introspect", result="hit") == 2
+    # The name before the groups and dependent-token caches were counted: kept.
     assert metric(client, "auth_introspect_cache_lookups_total", result="miss") == 2
     assert metric(client, "auth_introspect_cache_lookups_total", result="hit") == 2
+
+
+def test_metrics_count_group_and_dependent_token_cache_lookups(make_app, globus, alice, bob):
+    client = make_app(GROUPS_CACHE_TTL_SECONDS=0).test_client()  # every group check misses
+    group = globus.group(bob)
+    action_id = start(client, alice, monitor_by=[group])
+    for cache in ("groups", "dependent_tokens"):
+        for result in ("hit", "miss"):
+            assert metric(client, "auth_cache_lookups_total", cache=cache, result=result) == 0
+    for _ in range(3):
+        assert client.get(f"/{action_id}/status", headers=bob.headers).status_code == 200
+    assert globus.group_lookups == 3
+    assert metric(client, "auth_cache_lookups_total", cache="groups", result="miss") == 3
+    assert metric(client, "auth_cache_lookups_total", cache="groups", result="hit") == 0
+    # Groups is asked each time, with the dependent token granted the first time.
+    assert metric(client, "auth_cache_lookups_total", cache="dependent_tokens", result="miss") == 1
+    assert metric(client, "auth_cache_lookups_total", cache="dependent_tokens", result="hit") == 2
 
 
 def test_resume_requests_are_counted_by_route(client, alice):

@@ -73,6 +73,11 @@ def test_numbers_and_durations_by_type(monkeypatch: pytest.MonkeyPatch):
          "is greater than 0"),
         ("FLASK_INTROSPECT_CACHE_SIZE", "lots", "FLASK_INTROSPECT_CACHE_SIZE='lots': value is "
          "not a valid integer"),
+        ("FLASK_GROUPS_CACHE_SIZE", "0", "FLASK_GROUPS_CACHE_SIZE='0': ensure this value is "
+         "greater than or equal to 1"),
+        ("FLASK_DEPENDENT_TOKENS_CACHE_TTL_SECONDS", "172800",
+         "FLASK_DEPENDENT_TOKENS_CACHE_TTL_SECONDS='172800': ensure this value is less than or "
+         "equal to 169200; expected a whole number of seconds from 0 to 169200"),
         ("FLASK_AUTH_MODE", "prod", "FLASK_AUTH_MODE='prod': unexpected value"),
         ("FLASK_LOG_FORMAT", "xml", "FLASK_LOG_FORMAT='xml': unexpected value"),
         ("FLASK_SCOPE", "action_all", "FLASK_SCOPE='action_all': not a full scope string"),
