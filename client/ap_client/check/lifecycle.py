@@ -634,7 +634,7 @@ class Checker:
                 retry = _retry_after(answer)
                 wait = retry if retry is not None else delay
             elif answer.status != 200 or status_problem(answer.document, action_id):
-                problem = status_problem(answer.document, action_id) * (answer.status == 200)
+                problem = status_problem(answer.document, action_id) if answer.status == 200 else None
                 self.record(
                     "status.completes", FAIL,
                     f"polling the action: expected 200 and its status, got {answer.brief()}"
