@@ -609,7 +609,7 @@ def check(
         )
     tokens_by_caller = {http.A: token}
     if other_token:
-        tokens_by_caller["B"] = other_token
+        tokens_by_caller[http.B] = other_token
     provider = http.Provider(session.url, tokens_by_caller, timeout=session.timeout)
     json_out = as_json or session.json
     checker = Checker(
