@@ -25,7 +25,28 @@ from sqlalchemy.engine import make_url
 
 from tests.server import stop_process_group
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+def server_binaries() -> Path:
+    """The folder of PostgreSQL's initdb and pg_ctl: ``pg_config --bindir``, else
+    initdb's on PATH, else the newest /usr/lib/postgresql/*/bin (Debian's packages).
+    scripts/_prerequisites.sh looks in the same order."""
+    found: list[Path] = []
+    try:
+        bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
+                                check=True, timeout=10).stdout.strip()
+        found.append(Path(bindir))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    initdb = shutil.which("initdb")
+    if initdb:
+        found.append(Path(initdb).resolve().parent)
+    packaged = Path("/usr/lib/postgresql").glob("[0-9]*/bin")
+    found += sorted(packaged, key=lambda d: float(d.parent.name), reverse=True)
+    usable = [d for d in found if (d / "initdb").exists() and (d / "pg_ctl").exists()]
+    return usable[0] if usable else Path("/usr/lib/postgresql/NOT-FOUND/bin")
+
+
+PG_BIN = server_binaries()
 
 
 def conninfo(url: str) -> str:
@@ -97,7 +118,7 @@ def _wait_for_port(port: int, seconds: float, what: str) -> None:
 
 
 class Cluster:
-    """A private PostgreSQL 15 cluster on a free loopback port (trust auth)."""
+    """A private PostgreSQL cluster on a free loopback port (trust auth)."""
 
     def __init__(self, folder: Path, settings: dict[str, str] | None = None) -> None:
         self.folder = folder
@@ -140,7 +161,8 @@ def private_cluster(settings: dict[str, str] | None = None) -> Iterator[Cluster]
     """A started private cluster (server ``settings`` on its command line),
     stopped and deleted afterwards."""
     if not (PG_BIN / "initdb").exists():
-        raise RuntimeError(f"PostgreSQL 15 binaries not found in {PG_BIN}")
+        raise RuntimeError("PostgreSQL server binaries (initdb) not found: scripts/test "
+                           "names the package to install")
     folder = Path(tempfile.mkdtemp(prefix="wt-pg-"))
     try:
         cluster = Cluster(folder, settings)
@@ -162,7 +184,7 @@ def pgbouncer(cluster: Cluster) -> Iterator[str]:
     folder = cluster.folder
     binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
     if not Path(binary).exists():
-        raise RuntimeError("pgbouncer is not installed (.ci/run installs it)")
+        raise RuntimeError("pgbouncer is not installed (scripts/test installs it or says how)")
     port = free_port()
     ini = folder / "pgbouncer.ini"
     users = folder / "users.txt"

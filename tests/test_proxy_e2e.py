@@ -53,10 +53,7 @@ def nginx_binary() -> str:
         (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
     )
     if found is None:
-        reason = "nginx is not installed (.ci/run installs Debian's nginx)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI is set: this test must run")
-        pytest.skip(reason)
+        pytest.fail("nginx is not installed (scripts/test installs Debian's nginx or says how)")
     return found
 
 

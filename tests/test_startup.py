@@ -18,7 +18,7 @@ import psycopg
 import pytest
 import requests
 
-from tests.postgres import conninfo, with_schema
+from tests.postgres import PG_BIN, conninfo, with_schema
 from tests.server import ROOT, free_port, gunicorn
 
 pytestmark = pytest.mark.e2e
@@ -188,10 +188,8 @@ def test_sqlite_folder_read_only(tmp_path):
 def password_postgres() -> Iterator[str]:
     """A private PostgreSQL cluster (installed binaries) that checks passwords,
     which the shared test server (trust auth) does not: its URL, without one."""
-    binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not binaries:
-        pytest.skip("no PostgreSQL server binaries (initdb) installed")
-    bin_dir = binaries[-1].parent
+    bin_dir = PG_BIN
+    assert (bin_dir / "initdb").exists(), "no PostgreSQL server binaries: run scripts/test"
     as_user = {"user": "postgres"} if os.geteuid() == 0 else {}  # initdb refuses root
     folder = Path(tempfile.mkdtemp(prefix="wt-pg-"))
     (folder / "pw").write_text("the-right-password\n")

@@ -52,7 +52,8 @@ def cluster() -> Iterator[Cluster]:
 @pytest.fixture
 def bouncer(cluster: Cluster) -> Iterator[str]:
     if shutil.which("pgbouncer") is None and not Path("/usr/sbin/pgbouncer").exists():
-        pytest.fail("pgbouncer is not installed: .ci/run installs Debian's package")
+        pytest.fail("pgbouncer is not installed (scripts/test installs Debian's package or "
+                    "says how)")
     with pgbouncer(cluster) as url:
         yield f"{url}?prepared_statements=off"
 

@@ -369,7 +369,14 @@ def cancel(session: Session, action_id: str) -> None:
 @pass_session
 def release(session: Session, action_id: str) -> None:
     """Release a completed action: print it a last time, then the provider forgets it."""
-    session.show(session.client().release(action_id), output.render_status)
+    document = session.client().release(action_id)
+    session.show(document, output.render_status)
+    state = document.get("status")
+    output.note(
+        f"Released action {document.get('action_id') or action_id}"
+        + (f" ({state})" if isinstance(state, str) else "")
+        + ": the provider no longer keeps it; the status above was its last."
+    )
 
 
 def _unsupported(error: globus_sdk.GlobusAPIError) -> bool:
@@ -602,7 +609,7 @@ def check(
         )
     tokens_by_caller = {http.A: token}
     if other_token:
-        tokens_by_caller["B"] = other_token
+        tokens_by_caller[http.B] = other_token
     provider = http.Provider(session.url, tokens_by_caller, timeout=session.timeout)
     json_out = as_json or session.json
     checker = Checker(

@@ -6,8 +6,9 @@ It follows the spec and what Globus Flows expects, but each rule named in
 can show that the checker reports exactly that rule as a failure. Three more
 names change what it does within the rules: ``accepts-conflicts`` (a reused
 request_id with other content is answered like a retry, which the spec
-allows), ``minimal`` (no resume, enumeration or log) and ``no-examples`` (an
-input schema without examples). Tokens are
+allows), ``minimal`` (no resume, enumeration or log), ``no-examples`` (an
+input schema without examples) and ``done-status-202`` (a completed action's
+status is answered 202, its document unchanged). Tokens are
 plain strings mapped to identities; actions finish ``duration`` seconds after
 they start.
 """
@@ -320,6 +321,8 @@ class _Handler(BaseHTTPRequestHandler):
             document["action_id"] = "something-else"
         if p.broken("status.completes") and document["status"] != "ACTIVE":
             document["status"] = "DONE"  # not a status of the spec
+        if p.broken("done-status-202") and document["status"] != "ACTIVE":
+            return Reply(202, document)
         return Reply(200, document)
 
     def _cancel(self, action: Action, now: datetime, new_style: bool) -> Reply:

@@ -78,6 +78,19 @@ def test_each_broken_rule_is_reported_as_that_checks_failure(rule: str):
     assert "\n" not in outcome["message"]
 
 
+def test_a_status_poll_answered_other_than_200_with_a_status_is_a_failure():
+    provider = Provider(breaks={"done-status-202"}, reads=READS)
+    with provider.serve() as url:
+        result = check(url, "--json")
+    assert result.exit_code == EXIT_FAILED
+    outcome = results(result)["status.completes"]
+    assert outcome == {
+        "id": "status.completes", "result": "fail",
+        "message": "polling the action: expected 200 and its status, got 202",
+    }
+    assert provider.actions == {}  # released all the same
+
+
 def test_what_the_spec_allows_is_a_warning_not_a_failure():
     provider = Provider(breaks={"accepts-conflicts"}, reads=READS)
     with provider.serve() as url:

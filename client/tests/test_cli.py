@@ -95,3 +95,23 @@ def test_wait_gives_up_when_the_provider_goes_away_and_says_how_to_resume(url, p
         f"gave up after {MAX_TRANSIENT_FAILURES} failed polls in a row"
     )
     assert lines[-1] == f"Resume with: ap-client --url {url} status --wait {action_id}"
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_release_says_what_it_did(as_json: bool):
+    provider = Provider(reads=1)  # completes at its first status read
+    with provider.serve() as url:
+        action_id = json.loads(ap(url, "--json", "run", "--body", '{"n": 1}').stdout)["action_id"]
+        final = json.loads(ap(url, "--json", "status", action_id).stdout)
+        released = ap(url, *(["--json"] if as_json else []), "release", action_id)
+    assert released.exit_code == 0, released.stderr
+    assert last_line(released.stderr) == (
+        f"Released action {action_id} (SUCCEEDED): "
+        "the provider no longer keeps it; the status above was its last."
+    )
+    if as_json:
+        assert json.loads(released.stdout) == final  # the provider's document, alone
+    else:
+        assert f"action_id        {action_id}" in released.stdout.splitlines()
+        assert "status           SUCCEEDED" in released.stdout.splitlines()
+    assert provider.actions == {}

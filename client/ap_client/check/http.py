@@ -11,6 +11,7 @@ import requests
 from ap_client.api import USER_AGENT
 
 A = "A"  # the caller given by --token
+B = "B"  # the caller given by --other-token
 
 
 class Unreachable(Exception):

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ap_client.check.lifecycle import CHECK_IDS, Outcome
+from ap_client.check.outcomes import CHECK_IDS, Outcome
 
 LABELS = {"pass": "PASS", "fail": "FAIL", "warn": "WARN", "skip": "SKIP"}
 WIDTH = max(len(c) for c in CHECK_IDS)
