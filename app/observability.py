@@ -97,9 +97,25 @@ class Metrics:
             "auth_introspect_cache_lookups", "Lookups in the token introspection cache.",
             ["result"], registry=r,
         )
+        # Rate limits (app.ratelimit): 429s by the limit refused (run_rate, get_rate).
+        self.rate_limited_total = Counter(
+            "rate_limited", "Requests refused with 429, by the limit they exceeded.",
+            ["reason"], registry=r,
+        )
+        self.rate_limit_storage_errors_total = Counter(
+            "rate_limit_storage_errors",
+            "Calls to the rate limit storage (RATE_LIMIT_STORAGE_URL) that failed.", registry=r,
+        )
+        self.rate_limit_unchecked_total = Counter(
+            "rate_limit_unchecked",
+            "Requests served without a rate check: the rate limit storage did not answer.",
+            registry=r,
+        )
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         for outcome in ("succeeded", "failed", "cancelled"):
             self.released_total.labels(outcome)
+        for reason in ("run_rate", "get_rate"):
+            self.rate_limited_total.labels(reason)
         for outcome in ("ok", "error", "malformed"):
             self.introspections.labels(outcome)
         self._cache_hit = self.cache_lookups.labels("hit")  # on every request: no lookup
@@ -133,6 +149,16 @@ class Metrics:
 
     def introspect_cache_lookup(self, hit: bool) -> None:
         (self._cache_hit if hit else self._cache_miss).inc()
+
+    # RateLimitObserver (app.ratelimit)
+    def rate_limited(self, reason: str) -> None:
+        self.rate_limited_total.labels(reason).inc()
+
+    def rate_limit_storage_error(self) -> None:
+        self.rate_limit_storage_errors_total.inc()
+
+    def rate_limit_unchecked(self) -> None:
+        self.rate_limit_unchecked_total.inc()
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
