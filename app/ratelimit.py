@@ -44,6 +44,7 @@ persistence start again from zero.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -127,6 +128,7 @@ class Policy:
             return self.scope
         return f"{self.scope}-{item.get_expiry()}s"
 
+    @functools.cached_property
     def header(self) -> str:
         """``RateLimit-Policy``: ``"run-1s";q=20;w=1, "run-60s";q=600;w=60``."""
         return ", ".join(
@@ -346,7 +348,7 @@ def _too_many(
 
 
 def _add_policy_header(response: Response) -> Response:
-    response.headers["RateLimit-Policy"] = g.rate_limit_policy.header()
+    response.headers["RateLimit-Policy"] = g.rate_limit_policy.header
     return response
 
 
