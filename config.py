@@ -79,6 +79,35 @@ METRICS_ENABLED: bool = True
 # of the provider's administrators, published in the introspection document.
 ADMINISTERED_BY: list = []
 
+# --- Fair use: request rates per identity ------------------------------------
+# How often one caller (its effective Globus identity) may ask, in the `limits`
+# library's notation: "<count>/<second|minute|hour|day>", several joined by ";"
+# (each must hold; each costs a Redis round trip), or "" for no limit. Over a
+# rate: 429 with Retry-After. Counted on every worker and host together when
+# RATE_LIMIT_STORAGE_URL is Redis.
+# POST /run and POST /actions: one run is one flow step, so even a user starting
+# hundreds of flow runs at once stays under 10 a second; a repeat of a request_id
+# already acknowledged is always answered (200, the same action), whatever the rate.
+RUN_RATE_LIMIT: str = "600/minute"
+# Every other GET that needs a token: status, enumerate, log, introspection.
+# Globus Flows polls each running action's status with a growing back-off, so
+# 50 a second sustained leaves room for hundreds of one user's actions at once.
+# Cancel, resume and release are never rate-limited.
+GET_RATE_LIMIT: str = "3000/minute"
+# Where the counts live. memory:// (default): in this process only, right for
+# the memory store's single process; with more than one worker process the
+# service refuses to start. redis://host:6379/0 (or rediss://..., or
+# redis+unix:///path): one count shared by every worker and host. Redis not
+# answering at start: the service does not start. While serving: requests are
+# served without rate limits (a WARNING at most once a minute, the metric
+# rate_limit_storage_errors_total) and Redis is tried again a second later.
+# Socket timeouts are 0.25 s; the URL may set others (?socket_timeout=0.5).
+RATE_LIMIT_STORAGE_URL: str = "memory://"
+# Principal URNs never rate-limited, e.g. the provider's administrators:
+# identities, or groups (one Globus Groups lookup, cached, and only for a caller
+# already over a rate).
+RATE_LIMIT_EXEMPT: list = []
+
 # --- Reverse proxy -------------------------------------------------------------
 # Addresses or networks (e.g. "10.0.0.0/24") of the reverse proxies in front of
 # the service. Only from these are X-Forwarded-For (the client's address, as

@@ -295,6 +295,12 @@ class ActionService:
             )
         return public_status(stored, now), created
 
+    def acknowledged(self, request_id: str, caller: AuthState) -> bool:
+        """Has the caller's ``request_id`` already started an action that is
+        still kept? (Such a run is answered, never refused for load.)"""
+        now = self.clock()
+        return self.store.find_request(caller.effective_identity, request_id, now) is not None
+
     def _sweep_if_due(self, now: datetime) -> None:
         last = self._swept_at
         if self._sweep_full or last is None or not last <= now < last + SWEEP_INTERVAL:

@@ -19,6 +19,7 @@ from app.logs import configure_logging
 from app.observability import Metrics
 from app.observability import init_app as init_observability
 from app.proxy import TrustedProxyFix
+from app.ratelimit import init_app as init_rate_limits
 from app.routes import bp
 from app.settings import load_settings
 from app.startup import refuse_in_worker_or_exit
@@ -94,6 +95,7 @@ def create_app(
 
     init_observability(app, metrics)  # first: its before_request times the others
     register_hooks(app)
+    init_rate_limits(app, metrics)  # after the token check and run validation
     register_error_handlers(app)
     app.register_blueprint(bp)
     app.wsgi_app = TrustedProxyFix(app.wsgi_app, app.config["TRUSTED_PROXIES"])  # type: ignore[method-assign]

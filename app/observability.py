@@ -103,9 +103,25 @@ class Metrics:
             "Lookups in the token introspection cache (deprecated: see auth_cache_lookups).",
             ["result"], registry=r,
         )
+        # Rate limits (app.ratelimit): 429s by the limit refused (run_rate, get_rate).
+        self.rate_limited_total = Counter(
+            "rate_limited", "Requests refused with 429, by the limit they exceeded.",
+            ["reason"], registry=r,
+        )
+        self.rate_limit_storage_errors_total = Counter(
+            "rate_limit_storage_errors",
+            "Calls to the rate limit storage (RATE_LIMIT_STORAGE_URL) that failed.", registry=r,
+        )
+        self.rate_limit_unchecked_total = Counter(
+            "rate_limit_unchecked",
+            "Requests served without a rate check: the rate limit storage did not answer.",
+            registry=r,
+        )
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         for outcome in ("succeeded", "failed", "cancelled"):
             self.released_total.labels(outcome)
+        for reason in ("run_rate", "get_rate"):
+            self.rate_limited_total.labels(reason)
         for outcome in ("ok", "error", "malformed"):
             self.introspections.labels(outcome)
         # On every request: the children are looked up once, here.
@@ -149,6 +165,16 @@ class Metrics:
         self._cache_children[cache, hit].inc()
         if cache == "introspect":
             self._introspect_children[hit].inc()
+
+    # RateLimitObserver (app.ratelimit)
+    def rate_limited(self, reason: str) -> None:
+        self.rate_limited_total.labels(reason).inc()
+
+    def rate_limit_storage_error(self) -> None:
+        self.rate_limit_storage_errors_total.inc()
+
+    def rate_limit_unchecked(self) -> None:
+        self.rate_limit_unchecked_total.inc()
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -27,11 +27,13 @@ from pydantic.env_settings import SettingsError, SettingsSourceCallable
 CONFIG_FILE_VARIABLE = "WHATTIMEISITRIGHTNOW_CONFIG"
 DEFAULTS_FILE = Path(__file__).with_name("defaults.py")  # a link to the top-level config.py
 ENV_PREFIX = "FLASK_"
-SECRET_KEYS = frozenset({"CLIENT_SECRET", "STORE_URL"})  # never echoed (a URL may hold a password)
+# Never echoed (a URL may hold a password).
+SECRET_KEYS = frozenset({"CLIENT_SECRET", "STORE_URL", "RATE_LIMIT_STORAGE_URL"})
 PRINCIPAL = re.compile(
     r"urn:globus:(auth:identity|groups:id):[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 )
 STORE_SCHEMES = ("memory:", "sqlite:", "postgresql:", "postgres:", "postgresql+psycopg:")
+RATE_LIMIT_STORAGE_SCHEMES = ("memory://", "redis://", "rediss://", "redis+unix://")
 
 
 class ConfigError(ValueError):
@@ -75,6 +77,19 @@ class ServiceSettings(BaseSettings):
     )
     LOG_FORMAT: Literal["json", "text"] = _form("json or text")
     METRICS_ENABLED: bool = _form("a boolean: true/false, yes/no, on/off, 1/0 (any case)")
+    RUN_RATE_LIMIT: str = _form(
+        'rates like "20/second;600/minute" (count/second, minute, hour or day), or "" for none'
+    )
+    GET_RATE_LIMIT: str = _form(
+        'rates like "100/second;3000/minute" (count/second, minute, hour or day), or "" for none'
+    )
+    RATE_LIMIT_STORAGE_URL: str = _form(
+        "memory://, redis://host:port/db, rediss://host:port/db or redis+unix:///path"
+    )
+    RATE_LIMIT_EXEMPT: list[str] = _form(
+        "principal URNs (urn:globus:auth:identity:<uuid> or urn:globus:groups:id:<uuid>), "
+        "as a JSON list or comma-separated"
+    )
     ADMINISTERED_BY: list[str] = _form(
         "principal URNs (urn:globus:auth:identity:<uuid> or urn:globus:groups:id:<uuid>), "
         "as a JSON list or comma-separated"
@@ -146,7 +161,20 @@ class ServiceSettings(BaseSettings):
             raise ValueError(f"{value[:80]!r} is not an IP address or network") from None
         return value
 
-    @validator("ADMINISTERED_BY", each_item=True)
+    @validator("RUN_RATE_LIMIT", "GET_RATE_LIMIT")
+    def _rates(cls, value: str) -> str:
+        from app.ratelimit import parse_rates  # the limits library, only here
+
+        parse_rates(value)  # ValueError: the reason
+        return value
+
+    @validator("RATE_LIMIT_STORAGE_URL")
+    def _rate_storage_scheme(cls, value: str) -> str:
+        if not value.lower().startswith(RATE_LIMIT_STORAGE_SCHEMES):
+            raise ValueError("unsupported scheme")
+        return value
+
+    @validator("ADMINISTERED_BY", "RATE_LIMIT_EXEMPT", each_item=True)
     def _principal(cls, value: str) -> str:
         if not PRINCIPAL.fullmatch(value):
             raise ValueError(f"{value[:80]!r} is not a principal URN")

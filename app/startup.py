@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from app.auth import MissingCredentials, make_state_builder
+from app.ratelimit import RateLimitSetupError, check_storage_reachable
 from app.settings import ConfigError, load_settings
 from app.store import StoreError, UnknownStoreURL, open_store
 
@@ -24,7 +25,9 @@ class UnsafeSetup(ValueError):
     """A combination of settings that would misbehave without an error."""
 
 
-STARTUP_ERRORS = (ConfigError, MissingCredentials, StoreError, UnknownStoreURL, UnsafeSetup)
+STARTUP_ERRORS = (
+    ConfigError, MissingCredentials, StoreError, UnknownStoreURL, UnsafeSetup, RateLimitSetupError
+)
 
 
 def refuse_split_memory_store(config: dict[str, Any], workers: int) -> None:
@@ -43,6 +46,7 @@ def check(workers: int) -> dict[str, Any]:
     make_state_builder(config)  # MissingCredentials, with what to set
     refuse_split_memory_store(config, workers)
     open_store(config["STORE_URL"]).close()  # reachable, and its tables made
+    check_storage_reachable(config)  # rate limits: Redis answers (app.ratelimit)
     return config
 
 

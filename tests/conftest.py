@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.redis_server import own_redis_server, redis_server  # noqa: F401
 from tests.server import gunicorn_process
 from tests.store_fixtures import postgres_server, postgres_url, sqlite_url  # noqa: F401
 

@@ -138,6 +138,18 @@ def test_expired_holder_of_a_request_id_counts_as_gone(store: ActionStore) -> No
     assert store.get(new.action_id) == new
 
 
+def test_find_request_finds_the_creators_live_action_only(store: ActionStore) -> None:
+    record = make_record(1, request_id="asked", release_after=timedelta(0))
+    store.create(record, T0)
+    assert store.find_request("alice", "asked", T0) == record
+    assert store.find_request("bob", "asked", T0) is None  # per creator
+    assert store.find_request("alice", "other", T0) is None
+    assert store.find_request("alice", "ask\x00ed", T0) is None  # NUL: unknown, not an error
+    assert store.find_request("alice", "asked", record.release_at) is None  # expired: gone
+    store.release(record.action_id)
+    assert store.find_request("alice", "asked", T0) is None
+
+
 # --- cancel -------------------------------------------------------------------
 def test_cancel_is_a_compare_and_set(store: ActionStore) -> None:
     record = make_record(1, runs=HOUR, release_after=timedelta(days=30))

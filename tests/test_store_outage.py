@@ -40,6 +40,9 @@ def server_env(store_url: str) -> dict[str, str]:
         "FLASK_STORE_URL": store_url,
         "FLASK_MIN_DELAY_SECONDS": "600",
         "FLASK_MAX_DELAY_SECONDS": "600",
+        # One caller's traffic, far over any rate: this tests the store, not the rates.
+        "FLASK_RUN_RATE_LIMIT": "",
+        "FLASK_GET_RATE_LIMIT": "",
     }
 
 

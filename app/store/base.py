@@ -94,6 +94,11 @@ class ActionStore(Protocol):
         """The record, or None. Callers check ``release_at`` themselves."""
         ...
 
+    def find_request(self, creator_id: str, request_id: str, now: datetime) -> ActionRecord | None:
+        """The live action (``release_at`` after ``now``) that ``creator_id``
+        started with ``request_id``, or None."""
+        ...
+
     def cancel(self, action_id: str, now: datetime) -> ActionRecord | None:
         """Compare-and-set: mark the action cancelled at ``now`` if it is neither
         cancelled nor past its estimated completion. Return the new record, or

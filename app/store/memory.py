@@ -36,6 +36,12 @@ class MemoryStore:
     def get(self, action_id: str) -> ActionRecord | None:
         return self._records.get(action_id)
 
+    def find_request(self, creator_id: str, request_id: str, now: datetime) -> ActionRecord | None:
+        with self._lock:
+            action_id = self._requests.get((creator_id, request_id))
+            record = None if action_id is None else self._records.get(action_id)
+        return record if record is not None and record.release_at > now else None
+
     def cancel(self, action_id: str, now: datetime) -> ActionRecord | None:
         with self._lock:
             record = self._records.get(action_id)

@@ -412,6 +412,16 @@ class SQLStore:
         )
         return None if row is None else self._record(row)
 
+    def find_request(self, creator_id: str, request_id: str, now: datetime) -> ActionRecord | None:
+        if not _storable(request_id):
+            return None
+        row = self._execute(
+            lambda conn: conn.execute(self._sql.by_request, (creator_id, request_id)).fetchone(),
+            retry=True,
+        )
+        record = None if row is None else self._record(row)
+        return record if record is not None and record.release_at > now else None
+
     def cancel(self, action_id: str, now: datetime) -> ActionRecord | None:
         if not _storable(action_id):
             return None
