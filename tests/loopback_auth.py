@@ -1,6 +1,6 @@
 """Globus Auth's token introspection as a real HTTP server on loopback.
 
-For tests and benchmarks that run the service in its own gunicorn process,
+For tests and benchmarks that run the service in its own server process,
 where ``responses`` (app.testing) cannot reach: the service's real
 globus-sdk client calls this server, found through GLOBUS_SDK_SERVICE_URL_AUTH
 (globus_sdk.config reads it ahead of GLOBUS_SDK_ENVIRONMENT). Every token is

@@ -1,6 +1,6 @@
 """The real service plus one route that shows what the app sees of a request
 (``request.remote_addr``, ``request.scheme``), for tests behind a proxy:
-gunicorn 'tests.proxy_probe:create_app()'."""
+python -m app --app 'tests.proxy_probe:create_app()'."""
 
 from __future__ import annotations
 

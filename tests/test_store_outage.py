@@ -2,7 +2,7 @@
 PgBouncer in transaction pooling mode (issue 15).
 
 Each test starts its own cluster (initdb from the installed binaries, on a
-free port) so that it may stop it, and the service under gunicorn with 2
+free port) so that it may stop it, and the service (python -m app) with 2
 workers. During the outage every answer is a 503 JSON with Retry-After (never
 a 500, never a dropped connection); within 10 s of PostgreSQL being back
 every request succeeds again, without restarting the service; every action
@@ -29,7 +29,7 @@ import requests
 from app.store import open_store
 from tests.helpers import DEV_ALICE as ALICE
 from tests.postgres import Cluster, pgbouncer, private_cluster
-from tests.server import gunicorn
+from tests.server import serve
 
 pytestmark = pytest.mark.e2e
 BACK_WITHIN_SECONDS = 10
@@ -154,7 +154,7 @@ def stop_and_start_under_traffic(cluster: Cluster, url: str) -> None:
 
 
 def test_postgresql_stopped_and_started_under_traffic(cluster: Cluster) -> None:
-    with gunicorn(server_env(cluster.url), workers=2) as url:
+    with serve(server_env(cluster.url), workers=2) as url:
         stop_and_start_under_traffic(cluster, url)
     store = open_store(cluster.url)
     try:
@@ -164,7 +164,7 @@ def test_postgresql_stopped_and_started_under_traffic(cluster: Cluster) -> None:
 
 
 def test_through_pgbouncer_lifecycle_race_and_restart(cluster: Cluster, bouncer: str) -> None:
-    with gunicorn(server_env(bouncer), workers=2) as url:
+    with serve(server_env(bouncer), workers=2) as url:
         # The lifecycle: run, status, cancel, release, then gone.
         started = run(url, "lifecycle")
         assert started.status_code == 202, started.text
