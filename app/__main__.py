@@ -139,7 +139,8 @@ def _number(name: str, text: str, kind: Callable[[str], Any]) -> Any:
     try:
         return kind(text)
     except ValueError:
-        refuse(f"bad setting {name}={text!r}: expected a {kind.__name__}")
+        refuse(f"bad setting {name}={text!r}: expected "
+               f"{'a whole number' if kind is int else 'a number'}")
 
 
 def _bind(text: str | None) -> tuple[str, int]:
