@@ -59,9 +59,11 @@ DEFAULT_DRAIN_SECONDS = 5.0
 # Requests still running this long after the drain are ended with their worker
 # (the slowest honest request waits on Globus Auth, AUTH_TIMEOUT_SECONDS, 5 s).
 KILL_AFTER_SECONDS = 10
-# A request's headers must arrive within this; an idle keep-alive connection is
-# closed after it too (a proxy's upstream keep-alive must be shorter: deploy/nginx.conf).
-HEADER_READ_TIMEOUT_SECONDS = 30
+# A request's headers must arrive within this, and an idle keep-alive connection
+# is closed after it: each worker holds at most 1024/workers connections at once
+# (granian's backpressure), idle ones included. A proxy's upstream keep-alive
+# must be shorter (deploy/nginx.conf).
+HEADER_READ_TIMEOUT_SECONDS = 10
 # Request line and headers, all together; more is a 431 (with an empty body).
 HEADER_BUFFER_BYTES = 64 * 1024
 

@@ -16,8 +16,8 @@ from tests.nginx import CLIENT_ADDRESS, PROXY_ADDRESS, FromAddress, shipped_ngin
 from tests.server import gunicorn_process
 
 pytestmark = pytest.mark.e2e
-# What the docs give, with nginx's upstream keep-alive (20 s) in mind.
-LINE = ("-k", "gthread", "--threads", "4", "-w", "2", "--keep-alive", "30")
+# What the docs give; --keep-alive above nginx's upstream keepalive_timeout (5 s).
+LINE = ("-k", "gthread", "--threads", "4", "-w", "2", "--keep-alive", "10")
 
 
 def test_stock_gunicorn_behind_nginx_serves_the_lifecycle(tmp_path, sqlite_url):

@@ -57,9 +57,10 @@ def bouncer(cluster: Cluster) -> Iterator[str]:
         yield f"{url}?prepared_statements=off"
 
 
-def run(url: str, request_id: str | None = None) -> requests.Response:
+def run(url: str, request_id: str | None = None,
+        session: requests.Session | None = None) -> requests.Response:
     body = {"request_id": request_id or str(uuid.uuid4()), "body": {"utc_offset": 1}}
-    return requests.post(url + "/run", json=body, headers=ALICE, timeout=15)
+    return (session or requests).post(url + "/run", json=body, headers=ALICE, timeout=15)
 
 
 @dataclass
@@ -75,6 +76,9 @@ class Traffic:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def client(self) -> None:
+        # One pooled connection a client, as real clients keep (answers kept
+        # below would otherwise keep each one's connection open).
+        session = requests.Session()
         mine: list[str] = []
         n = 0
         while not self.stop.is_set():
@@ -83,11 +87,11 @@ class Traffic:
             started = time.monotonic()
             try:
                 if polling:
-                    response = requests.get(
+                    response = session.get(
                         f"{self.url}/{mine[n % len(mine)]}/status", headers=ALICE, timeout=15
                     )
                 else:
-                    response = run(self.url)
+                    response = run(self.url, session=session)
             except requests.RequestException as error:
                 with self.lock:  # a dropped connection or a timeout: never allowed
                     self.failures.append(f"{type(error).__name__}: {error}")
