@@ -9,7 +9,7 @@ Options (each with the environment variable read when it is not given):
     --host, --port   BIND=host:port   127.0.0.1:8000 (behind a proxy on this host)
     --workers        WEB_CONCURRENCY  worker processes: 1 with the memory store (its
                                       actions live in that process: more are refused),
-                                      SQL_WORKERS with SQLite or PostgreSQL
+                                      one per CPU core with SQLite or PostgreSQL
     --threads        THREADS          request threads in each worker (4)
     --drain-seconds  DRAIN_SECONDS    after SIGTERM, keep serving this long with /healthz
                                       answering 503, then stop (5)
@@ -49,16 +49,17 @@ from app.startup import EXIT_BAD_SETUP, check_or_exit
 
 DEFAULT_BIND = ("127.0.0.1", 8000)
 DEFAULT_THREADS = 4
-# SQLite and PostgreSQL: measured on 2 cores with 4 threads a worker (figures in
-# bench/README.md): 2 workers served the most on PostgreSQL.
-SQL_WORKERS = 2
+# SQLite and PostgreSQL: one worker per core. Measured on 2 cores, PostgreSQL,
+# 4 threads a worker: 2 workers served the most (3 no more, 1 about 0.6 of it).
+SQL_WORKERS = len(os.sched_getaffinity(0))
 # Load balancers (a Kubernetes endpoint list, a health-checking proxy) take a few
-# seconds to see a 503 from /healthz and stop sending requests; and 5 s plus the
-# requests in flight fits in `docker stop`'s 10 s.
+# seconds to see a 503 from /healthz and stop sending requests (Kubernetes users
+# add a few seconds' preStop sleep for the same reason). Short, as a stop waits.
 DEFAULT_DRAIN_SECONDS = 5.0
-# Requests still running this long after the drain are ended with their worker
-# (the slowest honest request waits on Globus Auth, AUTH_TIMEOUT_SECONDS, 5 s).
-KILL_AFTER_SECONDS = 10
+# Requests still running this long after the drain are ended with their worker.
+# The slowest honest request waits on three Globus calls (introspection,
+# dependent tokens, groups) of AUTH_TIMEOUT_SECONDS (5 s) each.
+KILL_AFTER_SECONDS = 15
 # A request's headers must arrive within this, and an idle keep-alive connection
 # is closed after it: each worker holds at most 1024/workers connections at once
 # (granian's backpressure), idle ones included. A proxy's upstream keep-alive
@@ -94,7 +95,8 @@ def parse_args(argv: list[str] | None, environ: Mapping[str, str]) -> Options:
     parser.add_argument("--store", help="FLASK_STORE_URL: memory://, sqlite:///path, "
                         "postgresql://...")
     parser.add_argument("--workers", type=int, help="worker processes (default: "
-                        f"WEB_CONCURRENCY, else 1 on the memory store, {SQL_WORKERS} on SQL)")
+                        "WEB_CONCURRENCY, else 1 on the memory store, one per CPU core "
+                        f"({SQL_WORKERS}) on SQL)")
     parser.add_argument("--threads", type=int, help="request threads a worker "
                         f"(default: THREADS, else {DEFAULT_THREADS})")
     parser.add_argument("--drain-seconds", type=float, help="serve this long after SIGTERM, "

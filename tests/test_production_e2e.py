@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.__main__ import SQL_WORKERS
 from tests.helpers import DEV_ALICE as ALICE
 from tests.server import serve, serve_process, settled_workers
 
@@ -173,10 +174,9 @@ def test_bodies_read_whole_in_pieces_or_refused_when_cut_short(url):
 
 
 def test_default_workers_per_store(sqlite_url):
-    """One worker on the memory store (its actions live in it), SQL_WORKERS on
-    a shared store, unless --workers or WEB_CONCURRENCY say otherwise."""
-    from app.__main__ import SQL_WORKERS
-
+    """One worker on the memory store (its actions live in it), one per core
+    (SQL_WORKERS) on a shared store, unless --workers or WEB_CONCURRENCY say
+    otherwise."""
     with serve_process({"WEB_CONCURRENCY": ""}, workers=None) as (_, launcher):
         assert len(settled_workers(launcher.pid)) == 1
     env = {"WEB_CONCURRENCY": "", "FLASK_STORE_URL": sqlite_url}
