@@ -159,9 +159,9 @@ def _bind(text: str | None) -> tuple[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv, os.environ)
-    if os.environ.get("FLASK_AUTH_MODE") == "dev" and not _is_loopback(options.host):
-        refuse(f"--dev serves loopback clients only; not binding {options.host}")
     config = check_or_exit(options.workers or 1, options.workers_from)
+    if config["AUTH_MODE"] == "dev" and not _is_loopback(options.host):
+        refuse(f"dev mode serves loopback clients only; not binding {options.host}")
     memory = str(config["STORE_URL"]).lower().startswith("memory")
     workers = options.workers or (1 if memory else SQL_WORKERS)
     if config["AUTH_MODE"] == "dev":
@@ -227,8 +227,8 @@ def drain_on_sigterm(seconds: float, drain_file: Path) -> Callable[[], None]:
     """
 
     def install() -> None:
-        stop = signal.getsignal(signal.SIGTERM)
-        assert callable(stop)  # granian's, installed by startup()
+        stop: Callable[[int, FrameType | None], Any] = signal.getsignal(  # type: ignore[assignment]
+            signal.SIGTERM)  # granian's, installed by startup()
         started: list[threading.Thread] = []
 
         def drain_then_stop(signum: int, frame: FrameType | None) -> None:
