@@ -1,9 +1,8 @@
 """whattimeisitrightnow: a Globus Action Provider that tells the time at a UTC offset.
 
 ``create_app`` (in app.factory) is loaded on first use, so that importing a
-light module of this package does not import Flask, the Action Provider
-library and the stores: gunicorn's master process loads ``app.logs`` (its
-``logger_class``, gunicorn.conf.py) before any worker imports the app.
+light module of this package (``python -m app``'s) does not import the whole
+app: each worker builds it itself.
 """
 
 from __future__ import annotations

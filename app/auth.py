@@ -360,7 +360,6 @@ def make_state_builder(
         if missing:
             raise MissingCredentials(
                 f"Globus credentials missing: set {', '.join('FLASK_' + k for k in missing)}"
-                " (or run with --dev to try the service locally)"
             )
         auth_client = factory.make_confidential_app_auth_client(
             config["CLIENT_ID"], config["CLIENT_SECRET"]

@@ -1,14 +1,16 @@
 """Every error leaves as the library's JSON error body, {"code", "description"},
 rendered here (``error_response``): the library's errors and ours below by
 their class name, werkzeug's by status (``_CODES``), a store outage as
-StoreUnavailable, anything else as a 500 without details; and gunicorn's own
-error pages (``write_gunicorn_error``)."""
+StoreUnavailable, anything else as a 500 without details.
+
+The server answers a few requests itself, before the app: granian sends 431
+with an empty body for headers over 64 KiB and 400 with an empty body for
+malformed HTTP."""
 
 from __future__ import annotations
 
 import json
 import logging
-import socket
 from collections.abc import Iterable
 
 from flask import Flask, Response
@@ -104,21 +106,3 @@ def register_error_handlers(app: Flask) -> None:
     def unexpected_error(error: Exception) -> Response:
         log.exception("unhandled error")
         return error_response(500, "ActionProviderError", "Internal Server Error")
-
-
-def write_gunicorn_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
-    """gunicorn's own error answer (a request it cannot parse: request line or
-    headers too long, a malformed header) as JSON instead of its HTML page.
-
-    Installed over ``gunicorn.util.write_error`` by gunicorn.conf.py; same
-    signature and framing (the connection is closed after it).
-    """
-    from gunicorn.util import write_nonblock
-
-    code = _CODES.get(status_int) or "".join(reason.title().split())
-    body = error_body(code, f"{reason}: {mesg}"[:300])
-    head = (
-        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    write_nonblock(sock, head.encode("latin-1") + body)

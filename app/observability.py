@@ -5,9 +5,9 @@ returned in the response's ``X-Request-ID`` and logged with the request's
 method, path (no query string), route, status, latency, action_id and the
 caller's identity where known. Never a token, a secret or a body.
 
-Metrics live in a registry of the app's own; under gunicorn with
-``PROMETHEUS_MULTIPROC_DIR`` set (gunicorn.conf.py does) every worker writes
-its values there and /metrics adds up all workers'.
+Metrics live in a registry of the app's own; with ``PROMETHEUS_MULTIPROC_DIR``
+set (``python -m app`` sets it) every worker process writes its values there
+and /metrics adds up all workers'.
 
 Action counters: ``actions_started_total`` (a run that created an action),
 ``actions_cancelled_total`` (a cancel that won), ``actions_released_total
@@ -31,15 +31,11 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client import generate_latest as _generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+from werkzeug.exceptions import ServiceUnavailable
 
 from app.hooks import View, public
-from app.logs import (
-    LOGGED_BY_APP,
-    clip,
-    json_line,
-    json_stderr_handler,
-    write_line,
-)
+from app.logs import clip
+from app.serving import draining
 from app.store import StoreUnavailable
 
 log = logging.getLogger("app.request")
@@ -202,8 +198,15 @@ def quiet(view: View) -> View:
     return view
 
 
+class Draining(ServiceUnavailable):
+    description = "This instance is shutting down; send requests to another."
+
+
 def _healthz() -> Response:
-    """Cheap, no auth: does the store answer?"""
+    """Cheap, no auth: 503 while the instance drains before it stops (SIGTERM
+    under ``python -m app``), or when the store does not answer."""
+    if draining():
+        raise Draining()
     try:
         healthy = bool(current_app.extensions["store"].ping())
     except Exception:
@@ -251,8 +254,6 @@ def _finish_request(response: Response) -> Response:
     view = app.view_functions.get(req.endpoint)
     level = logging.DEBUG if getattr(view, "quiet", False) else logging.INFO
     if not log.isEnabledFor(level):
-        if level == logging.DEBUG:  # a probe: no INFO line from gunicorn's access log either
-            req.environ[LOGGED_BY_APP] = True
         return response  # nobody reads it: do not build it
     fields: dict[str, Any] = {
         "request_id": request_id,
@@ -272,44 +273,8 @@ def _finish_request(response: Response) -> Response:
     fields["remote_addr"] = req.environ.get("REMOTE_ADDR")
     fields["user_agent"] = clip(req.environ.get("HTTP_USER_AGENT"))
     fields["bytes"] = response.content_length
-    handler = json_stderr_handler(log, level)
-    if handler is None or not _write_request_line(handler, level, method, route, status, fields):
-        _log_request(level, (method, route, status), fields)
-    req.environ[LOGGED_BY_APP] = True  # gunicorn's access line would repeat it
+    log.log(level, "%s %s %s", method, route, status, extra=fields)
     return response
-
-
-_FINISH_LINE = _finish_request.__code__.co_firstlineno
-
-
-def _write_request_line(
-    handler: logging.StreamHandler,  # type: ignore[type-arg]
-    level: int, method: str, route: str, status: int, fields: dict[str, Any],
-) -> bool:
-    """Write the request's line straight to ``handler``, our JSON stderr
-    handler and the only one (app.logs.json_stderr_handler): the same line
-    logging would write, without a LogRecord. False if the write failed
-    (logging then tries, and reports the failure its own way)."""
-    line = json_line(
-        time.time(), logging.getLevelName(level), log.name, f"{method} {route} {status}",
-        os.getpid(), fields, plain=True,  # every field a str, int, finite float or None
-    )
-    try:
-        write_line(handler, line)
-    except Exception:
-        return False
-    return True
-
-
-def _log_request(level: int, args: tuple[str, str, int], fields: dict[str, Any]) -> None:
-    """``log.log(level, "%s %s %s", *args, extra={"fields": fields})`` without
-    the caller lookup (the caller is known: _finish_request) and the extra-key
-    checks (``fields`` is no LogRecord attribute). Level already checked."""
-    record = logging.getLogRecordFactory()(
-        log.name, level, __file__, _FINISH_LINE, "%s %s %s", args, None, "_finish_request"
-    )
-    record.fields = fields
-    log.handle(record)
 
 
 def _caller(ctx_g: Any) -> str | None:

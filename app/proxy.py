@@ -3,8 +3,7 @@
 werkzeug's ProxyFix (one hop: the last X-Forwarded-For entry, the one our
 proxy added; X-Forwarded-Proto) applied only to requests whose peer is one
 of TRUSTED_PROXIES. From any other peer the headers change nothing, so a
-client cannot claim another address by sending them. gunicorn applies the
-same list to the scheme (forwarded_allow_ips, set in app.gunicorn_conf).
+client cannot claim another address by sending them.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""Start-up checks shared by ``python -m app`` and the gunicorn settings.
+"""Start-up checks: a bad setting, missing credentials, an unsafe setup or a
+store that cannot be used stop the service with one line on stderr and exit
+status 2, before any worker starts (``python -m app`` runs them; a worker
+failing to boot would print a traceback instead).
 
-A bad setting, missing credentials, an unsafe setup or a store that cannot be
-used stop the service with one line on stderr and exit status 2, before any
-worker starts (a worker failing to boot would print a traceback instead).
+Under stock gunicorn there is no launcher of ours: each worker refuses the
+memory store when gunicorn's command line asks for several workers.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from app.settings import ConfigError, load_settings
 from app.store import StoreError, UnknownStoreURL, open_store
 
 EXIT_BAD_SETUP = 2
+GUNICORN_WORKER_BOOT_ERROR = 3  # a worker exiting with it makes gunicorn stop, not respawn
 
 
 class UnsafeSetup(ValueError):
@@ -30,40 +33,42 @@ STARTUP_ERRORS = (
 )
 
 
-def refuse_split_memory_store(config: dict[str, Any], workers: int) -> None:
+def refuse_split_memory_store(config: dict[str, Any], workers: int, asked_by: str) -> None:
+    """``asked_by``: how the workers were asked for (``--workers 2``), named in the line."""
     if workers > 1 and str(config["STORE_URL"]).lower().startswith("memory"):
         raise UnsafeSetup(
-            f"{workers} worker processes with the memory store: each would keep its own "
-            "actions, so a status would be found by one worker and not by the next. "
-            "Serve one process (WEB_CONCURRENCY=1 or --workers 1; it has threads), or use "
-            "a shared store: FLASK_STORE_URL=postgresql://... or sqlite:///..."
+            f"{asked_by or workers}: {workers} worker processes with the memory store: each "
+            "would keep its own actions, so a status would be found by one worker and not "
+            "by the next. Serve one process (--workers 1; it has threads), or use a shared "
+            "store: FLASK_STORE_URL=postgresql://... or sqlite:///..."
         )
 
 
-def check(workers: int) -> dict[str, Any]:
+def check(workers: int, asked_by: str = "") -> dict[str, Any]:
     """The configuration, once it is known to serve with ``workers`` processes."""
     config = load_settings()
     make_state_builder(config)  # MissingCredentials, with what to set
-    refuse_split_memory_store(config, workers)
+    refuse_split_memory_store(config, workers, asked_by)
     open_store(config["STORE_URL"]).close()  # reachable, and its tables made
     check_storage_reachable(config)  # rate limits: Redis answers (app.ratelimit)
     return config
 
 
-def check_or_exit(workers: int) -> dict[str, Any]:
+def check_or_exit(workers: int, asked_by: str = "") -> dict[str, Any]:
+    """``check``, for ``python -m app``: one line and exit status 2 if wrong."""
     try:
-        return check(workers)
+        return check(workers, asked_by)
     except STARTUP_ERRORS as error:
-        print(f"whattimeisitrightnow: {error}", file=sys.stderr, flush=True)
+        hint = " (or run `python -m app --dev` to try the service locally)" if isinstance(
+            error, MissingCredentials) else ""
+        print(f"whattimeisitrightnow: {error}{hint}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_BAD_SETUP) from None
 
 
-def gunicorn_command_line_workers() -> int:
-    """In a worker of ``gunicorn 'app:create_app()'`` started without our
-    settings (no ``-c python:app.gunicorn_conf``, no ./gunicorn.conf.py), the
-    workers its command line, GUNICORN_CMD_ARGS or WEB_CONCURRENCY ask for, as
-    gunicorn's own parser reads them; 1 anywhere else. (With our settings,
-    on_starting has already checked, in the master.)"""
+def gunicorn_workers() -> int:
+    """In a worker of stock gunicorn, the workers its command line,
+    GUNICORN_CMD_ARGS or WEB_CONCURRENCY ask for, read by gunicorn's own
+    option parser (gunicorn.config, public); 1 anywhere else."""
     argv0 = Path(sys.argv[0] if sys.argv else "")
     if "gunicorn.arbiter" not in sys.modules or not (
         argv0.name == "gunicorn" or argv0.parts[-2:] == ("gunicorn", "__main__.py")
@@ -81,10 +86,11 @@ def gunicorn_command_line_workers() -> int:
 
 
 def refuse_in_worker_or_exit(config: dict[str, Any]) -> None:
-    """The worker-side twin of on_starting's check: one line, and gunicorn's
-    worker-boot-error status, on which the master stops rather than respawns."""
+    """Under stock gunicorn with several workers and the memory store: one
+    line, and the status on which gunicorn stops rather than respawns."""
     try:
-        refuse_split_memory_store(config, gunicorn_command_line_workers())
+        workers = gunicorn_workers()
+        refuse_split_memory_store(config, workers, f"gunicorn --workers {workers}")
     except UnsafeSetup as error:
         print(f"whattimeisitrightnow: {error}", file=sys.stderr, flush=True)
-        raise SystemExit(3) from None  # gunicorn.arbiter.Arbiter.WORKER_BOOT_ERROR
+        raise SystemExit(GUNICORN_WORKER_BOOT_ERROR) from None

@@ -1,6 +1,6 @@
 """The ceiling: a bare Flask app with one route returning a small JSON document.
 
-Served by bench.run under the same gunicorn settings as the service.
+Served by bench.run the way the service is (python -m app --app bench.bare_app:app).
 """
 
 from __future__ import annotations

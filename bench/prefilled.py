@@ -1,6 +1,6 @@
 """The service with BENCH_PREFILL actions already stored (latency flatness).
 
-gunicorn 'bench.prefilled:create_app()' with FLASK_* as for the service.
+python -m app --app 'bench.prefilled:create_app()' with FLASK_* as for the service.
 """
 
 from __future__ import annotations

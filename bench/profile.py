@@ -16,26 +16,17 @@ import sys
 import threading
 from pathlib import Path
 
-from bench import run as bench_run
 from bench.run import (
     PATHS,
     RESULTS,
     SCENARIOS,
     Store,
     ensure_wrk,
-    gunicorn,
     scenario_call,
     service_env,
     start_action,
 )
-
-
-def worker_pid(master_port_url: str) -> int:
-    port = master_port_url.rsplit(":", 1)[1]
-    listing = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"],
-                             capture_output=True, text=True, check=True).stdout
-    pids = sorted({int(p.split(",")[0]) for p in listing.split("pid=")[1:]})
-    return pids[-1]  # the worker is forked after the master
+from tests.server import serve_process, settled_workers
 
 
 def main() -> int:
@@ -43,16 +34,15 @@ def main() -> int:
     parser.add_argument("--scenario", choices=SCENARIOS, default="status")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--top", type=int, default=40)
-    parser.add_argument("--conf", choices=tuple(bench_run.CONFS), default="bench")
     args = parser.parse_args()
-    bench_run.CONF_NAME = args.conf
     wrk_bin = ensure_wrk()
     paths = PATHS["classic"]
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"profile-{args.scenario}.txt"
-    with gunicorn("app:create_app()", 1, service_env(Store("memory", "memory://", False))) as url:
+    env = service_env(Store("memory", "memory://", False))
+    with serve_process(env, workers=1) as (url, launcher):
         action_id = start_action(url, paths)
-        pid = worker_pid(url)
+        (pid,) = settled_workers(launcher.pid)
         spy = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
                "--duration", str(args.seconds), "--rate", "500", "--format", "raw",
                "--output", str(out), "--nonblocking"]

@@ -5,13 +5,12 @@
     .venv/bin/python -m bench.run --scenario status --workers 1 --store memory
 
 Installs wrk (Debian package) if missing. Starts the service (dev auth, actions
-that stay ACTIVE for a day) and bench/bare_app.py under the same gunicorn
-settings (-c bench/gunicorn.conf.py: sync workers; --conf prod adds
-production's logs and metrics; --conf repo is production's settings,
-app.gunicorn_conf through ./gunicorn.conf.py), both on 127.0.0.1, and
-loads them in turn with wrk; each round measures the bare app first, then the
-scenarios, so every ratio compares figures taken moments apart. Prints medians
-over the rounds and writes everything to bench/results/<time>.json.
+that stay ACTIVE for a day) and bench/bare_app.py the way a user starts the
+service, ``python -m app`` (granian, production's settings; ``--app`` for the
+others), both on 127.0.0.1, and loads them in turn with wrk; each round
+measures the bare app first, then the scenarios, so every ratio compares
+figures taken moments apart. Prints medians over the rounds and writes
+everything to bench/results/<time>.json.
 """
 
 from __future__ import annotations
@@ -35,20 +34,15 @@ from typing import Any
 
 import requests
 
-from tests.server import gunicorn_process
+from tests.server import serve_process
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 LUA = BENCH / "lua"
 RESULTS = BENCH / "results"
-CONFS = {
-    "bench": BENCH / "gunicorn.conf.py",  # sync workers, no access log, metrics in process
-    "prod": BENCH / "gunicorn.conf.py",  # BENCH_CONF=prod: + JSON access log, multiprocess metrics
-    # production's own settings (gthread workers, keep-alive, JSON access log,
-    # multiprocess metrics): ./gunicorn.conf.py of the directory of the app being served
-    "repo": ROOT / "gunicorn.conf.py",
-}
-CONF_NAME = "bench"  # --conf sets it: every server of a run uses the same settings
+# python -m app checks the service's settings whatever app it serves, and
+# refuses the memory store on several workers: the other apps get this store.
+CHECKED_STORE = f"sqlite:///{tempfile.gettempdir()}/bench-launcher-check.db"
 TOKEN = "dev-token-bench"
 CONNECTIONS = 4
 
@@ -120,17 +114,13 @@ def ensure_wrk() -> str:
 
 
 @contextmanager
-def gunicorn(
+def serve(
     app: str, workers: int, env: dict[str, str] | None = None, cwd: Path = ROOT
 ) -> Iterator[str]:
-    """Serve ``app`` (imported from ``cwd``) with the run's settings; yield its URL.
+    """Serve ``app`` (imported from ``cwd``) with ``python -m app``; yield its URL.
     tests/server.py's launcher, as in the tests."""
-    conf = cwd / "gunicorn.conf.py" if CONF_NAME == "repo" else CONFS[CONF_NAME]  # repo: its own
-    # The production settings check the service's configuration at start: dev
-    # auth lets the bare and auth-only apps pass it.
-    settings = {"FLASK_AUTH_MODE": "dev", "BENCH_CONF": CONF_NAME, **(env or {})}
-    with gunicorn_process(settings, workers, app,
-                          conf=str(conf), cwd=cwd, startup_timeout=180) as (url, _process):
+    settings = {"FLASK_AUTH_MODE": "dev", "FLASK_STORE_URL": CHECKED_STORE, **(env or {})}
+    with serve_process(settings, workers, app, cwd=cwd, startup_timeout=180) as (url, _process):
         yield url
 
 
@@ -231,12 +221,12 @@ def bench_load(args: argparse.Namespace, wrk_bin: str, stores: list[Store]) -> d
     paths = PATHS[args.paths]
     results: dict[str, Any] = {}
     for workers in args.workers:
-        with gunicorn("bench.bare_app:app", workers) as bare:
+        with serve("bench.bare_app:app", workers) as bare:
             wrk(wrk_bin, bare, "get.lua", 1, {})  # warm-up
             for store in stores:
-                if CONF_NAME == "repo" and workers > 1 and store.url.startswith("memory"):
-                    print(f"\n== {store.name}/w{workers} (skipped: production's settings "
-                          "refuse the memory store on several workers)", flush=True)
+                if workers > 1 and not store.shared:
+                    print(f"\n== {store.name}/w{workers} (skipped: the launcher refuses "
+                          "the memory store on several workers)", flush=True)
                     continue
                 scenarios = [
                     s for s in args.scenario
@@ -248,16 +238,16 @@ def bench_load(args: argparse.Namespace, wrk_bin: str, stores: list[Store]) -> d
                                        if skipped else ""), flush=True)
                 with contextlib.ExitStack() as servers:
                     env = service_env(store)
-                    ours = gunicorn("app:create_app()", workers, env)
+                    ours = serve("app:create_app()", workers, env)
                     targets = {"": servers.enter_context(ours)}
                     if args.baseline_dir:
                         targets["@baseline"] = servers.enter_context(
-                            gunicorn("app:create_app()", workers, env, cwd=args.baseline_dir))
+                            serve("app:create_app()", workers, env, cwd=args.baseline_dir))
                     runs = [(n + t, n, url) for n in scenarios for t, url in targets.items()]
                     ids = {t: start_action(url, paths) for t, url in targets.items()}
                     if args.auth_ceiling and "introspect" in scenarios:
                         # GET / of the library's auth alone (bench/auth_app.py)
-                        auth_app = servers.enter_context(gunicorn("bench.auth_app:app", workers))
+                        auth_app = servers.enter_context(serve("bench.auth_app:app", workers))
                         runs.append(("introspect@auth-only", "introspect", auth_app))
                         ids["@auth-only"] = ""
                     series = {"bare": Series(), **{label: Series() for label, _, _ in runs}}
@@ -287,8 +277,8 @@ def bench_flatness(args: argparse.Namespace, wrk_bin: str) -> dict[str, Any]:
     series = {n: Series() for n in sizes}
     print("\n== status latency vs stored actions (memory, 1 worker)", flush=True)
     with (
-        gunicorn("bench.prefilled:create_app()", 1, {**env, "BENCH_PREFILL": "1000"}) as small,
-        gunicorn("bench.prefilled:create_app()", 1, {**env, "BENCH_PREFILL": "100000"}) as big,
+        serve("bench.prefilled:create_app()", 1, {**env, "BENCH_PREFILL": "1000"}) as small,
+        serve("bench.prefilled:create_app()", 1, {**env, "BENCH_PREFILL": "100000"}) as big,
     ):
         urls = {1_000: small, 100_000: big}
         ids = {n: start_action(u, paths) for n, u in urls.items()}
@@ -317,10 +307,10 @@ def bench_memory() -> dict[str, Any]:
 
 
 def extract_baseline(ref: str, into: Path) -> Path:
-    """app/, config.py, schema.json and gunicorn.conf.py of commit ``ref``, to serve beside ours."""
+    """app/, config.py and schema.json of commit ``ref``, to serve beside ours
+    (a commit whose ``python -m app`` is this launcher: granian, ``--app``)."""
     into.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", ref, "app", "config.py", "schema.json",
-                              "gunicorn.conf.py"],
+    archive = subprocess.run(["git", "archive", ref, "app", "config.py", "schema.json"],
                              cwd=ROOT, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into
@@ -370,19 +360,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", metavar="GIT_REF",
                         help="also serve the app/ of this commit (e.g. main) beside the "
                         "working tree's, interleaved: scenario@baseline rows")
-    parser.add_argument("--conf", choices=tuple(CONFS), default="bench",
-                        help="gunicorn settings for every server: bench (sync workers, no "
-                        "access log), prod (the same + production's JSON access log and "
-                        "multiprocess metrics) or repo (./gunicorn.conf.py itself: gthread "
-                        "workers with keep-alive, JSON access log, multiprocess metrics)")
     parser.add_argument("--auth-ceiling", action="store_true",
                         help="also measure bench/auth_app.py (the library's auth, then a fixed "
                         "response): row introspect@auth-only")
     parser.add_argument("--only", choices=("load", "flatness", "memory"), action="append",
                         help="run only these parts (repeatable)")
     args = parser.parse_args(argv)
-    global CONF_NAME
-    CONF_NAME = args.conf
     if args.quick:
         args.duration = min(args.duration, 2)
         args.workers = args.workers or [1]
@@ -400,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "settings": {"wrk": f"-t1 -c{CONNECTIONS} -d{args.duration}s (lifecycle: "
                      f"-t{CONNECTIONS})", "rounds": args.rounds,
-                     "gunicorn": f"{CONFS[CONF_NAME].relative_to(ROOT)} ({CONF_NAME})",
+                     "server": "python -m app (granian)",
                      "paths": args.paths},
     }
     RESULTS.mkdir(exist_ok=True)

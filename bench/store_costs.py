@@ -5,7 +5,7 @@ capacity model (issue 15).
     .venv/bin/python -m bench.store_costs --requests 5000
 
 On a private cluster (initdb, tests/postgres.py: nothing else writes to it, so
-its counters are ours alone) behind the service under gunicorn (1 sync worker,
+its counters are ours alone) behind the service under python -m app (1 worker,
 dev auth), sends --requests ``POST /run`` (fresh request_ids) and then as many
 ``GET /<id>/status``, one client, and reads for each kind, per request:
 
@@ -44,7 +44,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def listeners(port: int) -> list[int]:
-    """PIDs holding the listening socket on ``port`` (gunicorn master and workers)."""
+    """PIDs holding the listening socket on ``port`` (the launcher and its workers)."""
     out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True,
                          text=True, check=True).stdout
     return sorted({int(pid) for pid in re.findall(r"pid=(\d+)", out)})
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                           "pg_stat_statements.track_planning": "on"}) as cluster:
         store_url = f"{cluster.url}?application_name={APP_NAME}"
         env = runner.service_env(runner.Store("postgresql", store_url, shared=True))
-        with runner.gunicorn("app:create_app()", 1, env) as url:
+        with runner.serve("app:create_app()", 1, env) as url:
             port = int(url.rsplit(":", 1)[1])
             counters = Counters(cluster.url, port)
             action_id = runner.start_action(url, runner.PATHS["classic"])

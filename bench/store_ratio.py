@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.store_ratio                 # 3 rounds of 5 s runs
     .venv/bin/python -m bench.store_ratio --rounds 5 --prefill 5000
 
-One gunicorn per store (1 sync worker, -c bench/gunicorn.conf.py, dev auth),
+One server per store (python -m app, 1 worker, dev auth),
 each holding --prefill actions (memory: bench/prefilled.py; SQLite and
 PostgreSQL: bulk-loaded before the server starts; PostgreSQL is a private
 cluster started for the run (tests/postgres.py; or --pg-url, a fresh schema
@@ -209,16 +209,16 @@ def main(argv: list[str] | None = None) -> int:
                 app = "bench.prefilled:create_app()"
             else:
                 app = "app:create_app()"
-            servers[name] = stack.enter_context(runner.gunicorn(app, 1, env))
+            servers[name] = stack.enter_context(runner.serve(app, 1, env))
         # The same with psycopg's prepared statements off (as through PgBouncer < 1.21).
         env = runner.service_env(runner.Store("postgresql", pg_url, shared=True))
         env["FLASK_STORE_URL"] = f"{pg_url}&prepared_statements=off"
         servers["postgresql/noprep"] = stack.enter_context(
-            runner.gunicorn("app:create_app()", 1, env))
+            runner.serve("app:create_app()", 1, env))
         for workers in pg_workers:
             env = runner.service_env(runner.Store("postgresql", pg_url, shared=True))
             servers[f"postgresql/w{workers}"] = stack.enter_context(
-                runner.gunicorn("app:create_app()", workers, env))
+                runner.serve("app:create_app()", workers, env))
         ids = {name: runner.start_action(url, paths) for name, url in servers.items()}
         probes_stores = {name: SQLStore(urls[name]) for name in ("sqlite", "postgresql")}
         templates = {name: store.get(ids[name]) for name, store in probes_stores.items()}

@@ -1,6 +1,6 @@
 """Shared fixtures: the project's own pytest plugin (app.testing.plugin: the
 app with a fake clock, Globus faked over HTTP, users), the store URLs, and the
-gunicorn servers the e2e tests share (one per configuration, started on first
+servers (python -m app) the e2e tests share (one per configuration, started on first
 use, stopped at the end of the session). Shared functions: tests/helpers.py."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.redis_server import own_redis_server, redis_server  # noqa: F401
-from tests.server import gunicorn_process
+from tests.server import serve_process
 from tests.store_fixtures import postgres_server, postgres_url, sqlite_url  # noqa: F401
 
 pytest_plugins = ["app.testing.plugin"]
@@ -38,7 +38,7 @@ def sql_url(request: pytest.FixtureRequest) -> str:
 
 @dataclass(frozen=True)
 class Server:
-    """A running gunicorn: its base URL and the file of all it has written."""
+    """A running server: its base URL and the file of all it has written."""
 
     url: str
     output: Path
@@ -52,13 +52,13 @@ class Server:
 def _dev_server(tmp_path_factory: pytest.TempPathFactory, delay: int) -> Iterator[Server]:
     output = tmp_path_factory.mktemp("server") / "output"
     env = {"FLASK_MIN_DELAY_SECONDS": str(delay), "FLASK_MAX_DELAY_SECONDS": str(delay)}
-    with gunicorn_process(env, output_path=output) as (url, _process):
+    with serve_process(env, output_path=output) as (url, _process):
         yield Server(url, output)
 
 
 @pytest.fixture(scope="session")
 def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """gunicorn in dev mode, one worker, memory store; every action takes 1 s.
+    """The server in dev mode, one worker, memory store; every action takes 1 s.
     Shared by the session: use fresh request_ids, expect others' actions."""
     yield from _dev_server(tmp_path_factory, delay=1)
 

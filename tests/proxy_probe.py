@@ -1,6 +1,6 @@
-"""The real service plus one route that shows what the app sees of a request
-(``request.remote_addr``, ``request.scheme``), for tests behind a proxy:
-gunicorn 'tests.proxy_probe:create_app()'."""
+"""The real service plus routes that show what the app sees of a request
+(``request.remote_addr``, ``request.scheme``; the FLASK_* names in its WSGI
+environ), for e2e tests: python -m app --app 'tests.proxy_probe:create_app()'."""
 
 from __future__ import annotations
 
@@ -15,5 +15,9 @@ def create_app() -> Flask:
     @app.get("/probe/request")
     def probe():  # type: ignore[no-untyped-def]
         return jsonify(remote_addr=request.remote_addr, scheme=request.scheme)
+
+    @app.get("/probe/environ")
+    def environ():  # type: ignore[no-untyped-def]
+        return jsonify(sorted(k for k in request.environ if k.startswith("FLASK_")))
 
     return app

@@ -1,4 +1,5 @@
-"""Start the real service under gunicorn on a free loopback port, for e2e tests."""
+"""Start the real service (``python -m app``: granian) on a free loopback port,
+for e2e tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -35,19 +36,19 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(
+def serve(
     env: dict[str, str] | None = None,
     workers: int | None = 1,
     app: str = "app:create_app()",
     extra_args: tuple[str, ...] = (),
 ) -> Iterator[str]:
-    """Yield the base URL of a gunicorn serving ``app``; stop it afterwards."""
-    with gunicorn_process(env, workers, app, extra_args) as (url, _process):
+    """Yield the base URL of ``python -m app`` serving ``app``; stop it afterwards."""
+    with serve_process(env, workers, app, extra_args) as (url, _process):
         yield url
 
 
 @contextmanager
-def gunicorn_process(
+def serve_process(
     env: dict[str, str] | None = None,
     workers: int | None = 1,
     app: str = "app:create_app()",
@@ -55,27 +56,36 @@ def gunicorn_process(
     output_path: Path | None = None,
     python: str = sys.executable,
     cwd: Path = ROOT,
-    conf: str = "python:app.gunicorn_conf",
     startup_timeout: float = 30,
+    port: int | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Like gunicorn(), also yielding the master process (its own process
-    group, so ``os.killpg(process.pid, SIGKILL)`` kills master and workers).
+    """Like serve(), also yielding the launcher's process (its own process
+    group, so ``os.killpg(process.pid, SIGKILL)`` kills it and its workers).
     ``output_path``: keep the server's stdout and stderr in that file.
     ``python``, ``cwd``: serve with another installation, from another place.
-    ``conf``: the gunicorn settings (the production ones unless a benchmark
-    asks for its own). The one launcher of the tests and the benchmarks.
-    ``workers=None``: as many as the settings choose."""
-    port = free_port()
+    ``workers=None``: as many as the launcher chooses for the store. No drain
+    on SIGTERM unless ``extra_args`` ask for one (``--drain-seconds 2``).
+    ``port``: a given one (to start an instance again where it was).
+    The one launcher of the tests and the benchmarks."""
+    port = port or free_port()
     command = [
-        python, "-m", "gunicorn", app,
-        "-c", conf,
-        "--bind", f"127.0.0.1:{port}",
+        python, "-m", "app", "--host", "127.0.0.1", "--port", str(port),
         *(("--workers", str(workers)) if workers is not None else ()),
-        "--graceful-timeout", "2",
-        "--no-control-socket",
+        *(("--app", app) if app != "app:create_app()" else ()),
+        "--drain-seconds", "0",
         *extra_args,
     ]
     environment = {**os.environ, "FLASK_AUTH_MODE": "dev", **(env or {})}
+    with _started(command, environment, port, output_path, cwd, startup_timeout) as started:
+        yield started
+
+
+@contextmanager
+def _started(
+    command: list[str], environment: dict[str, str], port: int,
+    output_path: Path | None, cwd: Path, startup_timeout: float,
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run ``command`` (a server on ``port``) until the block ends."""
     # Output goes to a file, not a pipe: nobody reads a pipe while tests run,
     # and a full pipe would block the server's logging.
     with (
@@ -91,6 +101,22 @@ def gunicorn_process(
             yield url, process
         finally:
             stop_process_group(process)
+
+
+@contextmanager
+def gunicorn_process(
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = ("-k", "gthread", "--threads", "4"),
+    output_path: Path | None = None,
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Stock gunicorn serving the app (the documented alternative server):
+    ``gunicorn -k gthread --threads 4 ... 'app:create_app()'``."""
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", *args,
+               "app:create_app()"]
+    environment = {**os.environ, "FLASK_AUTH_MODE": "dev", **(env or {})}
+    with _started(command, environment, port, output_path, ROOT, 30) as started:
+        yield started
 
 
 def wait_until_up(
@@ -125,19 +151,19 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 10) -> None: 
         process.wait()
 
 
-def worker_pids(master_pid: int) -> set[int]:
-    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text()
+def worker_pids(main_pid: int) -> set[int]:
+    children = Path(f"/proc/{main_pid}/task/{main_pid}/children").read_text()
     return {int(pid) for pid in children.split()}
 
 
-def settled_workers(master_pid: int) -> set[int]:
-    """The worker pids, once the master has forked them all (none new for 1 s)."""
-    seen, since = worker_pids(master_pid), time.monotonic()
+def settled_workers(main_pid: int) -> set[int]:
+    """The worker pids, once the launcher has started them all (none new for 1 s)."""
+    seen, since = worker_pids(main_pid), time.monotonic()
     deadline = since + 30
     while time.monotonic() - since < 1 and time.monotonic() < deadline:
         time.sleep(0.1)
-        now = worker_pids(master_pid)
+        now = worker_pids(main_pid)
         if now != seen:
             seen, since = now, time.monotonic()
-    assert seen, "gunicorn has no workers"
+    assert seen, "the server has no workers"
     return seen

@@ -1,4 +1,4 @@
-"""The API over real HTTP, against gunicorn in dev mode: the whole lifecycle,
+"""The API over real HTTP, against the server (python -m app) in dev mode: the whole lifecycle,
 cancel and resume as clients send them, errors as JSON."""
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def test_bad_input_over_http_is_json(url):
     assert requests.get(url + "/", timeout=5).status_code == 401
 
 
-def test_resume_and_unrouted_paths_through_gunicorn(long_actions_server):
+def test_resume_and_unrouted_paths_through_the_server(long_actions_server):
     url = long_actions_server.url
     request = {"request_id": str(uuid.uuid4()), "body": {"utc_offset": -3}}
     action = requests.post(f"{url}/run", json=request, headers=ALICE, timeout=5).json()

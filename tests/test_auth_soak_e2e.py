@@ -28,7 +28,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.loopback_auth import AuthCounters, loopback_auth, production_auth_env
-from tests.server import gunicorn_process
+from tests.server import serve_process
 
 pytestmark = pytest.mark.e2e
 CLIENTS = 16
@@ -54,7 +54,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, AuthCounters, Path]]:
             "FLASK_GROUPS_CACHE_SIZE": str(CACHE_SIZE),
             "FLASK_DEPENDENT_TOKENS_CACHE_SIZE": str(CACHE_SIZE),
         }
-        with gunicorn_process(env, output_path=output) as (url, _process):
+        with serve_process(env, output_path=output) as (url, _process):
             yield url, counters, output
 
 

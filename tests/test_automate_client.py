@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.auth import DEV_SCOPE
-from tests.server import ROOT, gunicorn
+from tests.server import ROOT, serve
 
 pytestmark = pytest.mark.e2e
 REQUIREMENTS = Path(__file__).parent / "automate-client-requirements.txt"
@@ -41,14 +41,14 @@ def automate_venv() -> Path:
 def url():
     env = {"FLASK_MIN_DELAY_SECONDS": "1", "FLASK_MAX_DELAY_SECONDS": "1",
            "FLASK_FAILURE_RATE": "0"}
-    with gunicorn(env) as base:
+    with serve(env) as base:
         yield base + "/"
 
 
 @pytest.fixture(scope="module")
 def slow_url():
     """Actions that stay ACTIVE for the length of a test."""
-    with gunicorn({"FLASK_MIN_DELAY_SECONDS": "600"}) as base:
+    with serve({"FLASK_MIN_DELAY_SECONDS": "600"}) as base:
         yield base + "/"
 
 

@@ -1,4 +1,4 @@
-"""`ap-client check` against this service, through a real gunicorn, on the memory
+"""`ap-client check` against this service, through the real server, on the memory
 and PostgreSQL stores: every check passes (the second caller included)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from ap_client.check import CHECK_IDS
 from ap_client.cli import cli
 from app import create_app
-from tests.server import gunicorn
+from tests.server import serve
 
 pytestmark = pytest.mark.e2e
 SHORT = {"FLASK_MIN_DELAY_SECONDS": "2", "FLASK_MAX_DELAY_SECONDS": "2.5"}
@@ -55,7 +55,7 @@ def test_every_check_passes_against_this_service(store, request):
     if store == "postgresql":
         env["FLASK_STORE_URL"] = request.getfixturevalue("postgres_url")
         workers = 2  # the second request may land on the other worker
-    with gunicorn(env, workers=workers) as url:
+    with serve(env, workers=workers) as url:
         exit_code, checks = check(url)
         listed = CliRunner().invoke(
             cli, ["--url", url, "--token", "dev-token-alice", "--json", "list",

@@ -1,4 +1,4 @@
-"""ap-client against the real service (gunicorn, dev mode): in-process and as a command."""
+"""ap-client against the real service (python -m app, dev mode): in-process and as a command."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from ap_client.cli import EXIT_FAILED, EXIT_HTTP, EXIT_INTERRUPTED, EXIT_UNREACHABLE, cli
-from tests.server import closed_port, gunicorn
+from tests.server import closed_port, serve
 
 pytestmark = pytest.mark.e2e
 AP_CLIENT = Path(sys.executable).parent / "ap-client"
@@ -33,13 +33,13 @@ def _no_ambient_credentials(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def url():
-    with gunicorn({**SHORT, "FLASK_FAILURE_RATE": "0"}) as base:
+    with serve({**SHORT, "FLASK_FAILURE_RATE": "0"}) as base:
         yield base
 
 
 @pytest.fixture(scope="module")
 def failing_url():
-    with gunicorn({**SHORT, "FLASK_FAILURE_RATE": "1"}) as base:
+    with serve({**SHORT, "FLASK_FAILURE_RATE": "1"}) as base:
         yield base
 
 
@@ -213,7 +213,7 @@ def test_503_is_one_line_with_retry_after():
             "FLASK_SCOPE": "https://auth.globus.org/scopes/x/action_all",
             "GLOBUS_SDK_SERVICE_URL_AUTH": f"http://127.0.0.1:{auth_port}/",
         }
-        with gunicorn(env) as base:
+        with serve(env) as base:
             result = ap(base, "status", "x", token="some-globus-token")
     assert result.exit_code == EXIT_HTTP
     assert error_line(result) == (
@@ -244,7 +244,7 @@ def test_console_command_and_module_are_installed(url):
 
 
 def test_ctrl_c_stops_waiting_without_cancelling():
-    with gunicorn({"FLASK_MIN_DELAY_SECONDS": "300", "FLASK_MAX_DELAY_SECONDS": "300"}) as base:
+    with serve({"FLASK_MIN_DELAY_SECONDS": "300", "FLASK_MAX_DELAY_SECONDS": "300"}) as base:
         process = subprocess.Popen(
             [str(AP_CLIENT), "--url", base, "run", "--utc-offset", "1", "--wait"],
             env={**os.environ, "ACTION_PROVIDER_TOKEN": "dev-token-alice"},

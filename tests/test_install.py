@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from tests.helpers import DEV_ALICE as ALICE
-from tests.server import ROOT, free_port, gunicorn_process, wait_until_up
+from tests.server import ROOT, serve_process
 
 pytestmark = pytest.mark.e2e
 LEFT_OUT = {".venv", ".git", "tests", "bench", "build", "__pycache__", ".pytest_cache",
@@ -65,11 +65,11 @@ def fresh_venv(where: Path, wheel: Path) -> Path:
 def test_wheel_serves_from_any_directory(tmp_path: Path):
     wheel = build_wheel(tmp_path)
     names = set(zipfile.ZipFile(wheel).namelist())
-    for shipped in ("app/defaults.py", "app/schema.json", "app/gunicorn_conf.py",
+    for shipped in ("app/defaults.py", "app/schema.json", "app/__main__.py",
                     "app/settings.py", "app/spec/actions_spec.openapi.yaml"):
         assert shipped in names
     assert zipfile.ZipFile(wheel).read("app/defaults.py") == (ROOT / "config.py").read_bytes()
-    outside = ("tests/", "bench/", "config.py", "gunicorn.conf")
+    outside = ("tests/", "bench/", "config.py", "deploy/")
     assert not [n for n in names if n.startswith(outside)]
 
     python = fresh_venv(tmp_path / "venv", wheel)
@@ -82,13 +82,13 @@ def test_wheel_serves_from_any_directory(tmp_path: Path):
     env["WHATTIMEISITRIGHTNOW_CONFIG"] = str(site_config)
     env["PYTHONPATH"] = ""  # also in the server, which adds os.environ under env
 
-    code = "import app, app.gunicorn_conf; print(app.__file__)"
+    code = "import app, app.serving; print(app.__file__)"
     where = subprocess.run([str(python), "-c", code],
                            cwd=elsewhere, env=env, check=True, capture_output=True, text=True)
     assert where.stdout.strip().startswith(str(tmp_path / "venv"))  # the installed code
 
-    # The production command, with the installed settings module.
-    with gunicorn_process(env=env, python=str(python), cwd=elsewhere) as (url, _process):
+    # The one command, python -m app, in dev mode (no Globus credentials here).
+    with serve_process(env=env, python=str(python), cwd=elsewhere) as (url, _process):
         description = requests.get(url + "/", headers=ALICE, timeout=10).json()
         assert description["input_schema"] == json.loads((ROOT / "schema.json").read_text())
         run = requests.post(url + "/run", headers=ALICE, timeout=10,
@@ -96,16 +96,4 @@ def test_wheel_serves_from_any_directory(tmp_path: Path):
         assert run.status_code == 202, run.text
         status = requests.get(f"{url}/{run.json()['action_id']}/status", headers=ALICE, timeout=10)
         assert status.json()["status"] == "SUCCEEDED"  # the operator's file was read
-
-    # python -m app, from the same directory.
-    port = free_port()
-    module = subprocess.Popen([str(python), "-m", "app", "--dev", "--port", str(port)],
-                              cwd=elsewhere, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}", module)
-        answer = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
-        assert answer.json() == {"status": "ok"}
-    finally:
-        module.terminate()
-        module.wait(timeout=30)
+        assert requests.get(url + "/healthz", timeout=10).json() == {"status": "ok"}

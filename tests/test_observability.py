@@ -1,7 +1,7 @@
 """Request ids, structured logs (and what they never hold), /healthz and
-/metrics, in one process. One log line a request, and gunicorn's access log:
-test_request_log_line.py; metrics across gunicorn workers:
-test_production_e2e.py."""
+/metrics, in one process. The log line's fields and the server's own lines:
+test_request_log_line.py; metrics across worker processes:
+test_production_e2e.py; /healthz while draining: test_server_e2e.py."""
 
 from __future__ import annotations
 
@@ -282,4 +282,4 @@ def test_the_request_record_is_an_ordinary_log_record(client, alice, caplog):
     (record,) = [r for r in caplog.records if r.name == "app.request"]
     assert (record.levelno, record.getMessage()) == (logging.INFO, "GET / 200")
     assert record.funcName == "_finish_request" and record.pathname.endswith("observability.py")
-    assert record.fields["route"] == "/" and record.fields["status"] == 200
+    assert record.route == "/" and record.status == 200  # type: ignore[attr-defined]

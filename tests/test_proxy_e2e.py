@@ -1,85 +1,47 @@
 """nginx with the shipped deploy/nginx.conf (TLS, a certificate made here) in
-front of two gunicorn instances on one PostgreSQL store, as two hosts behind
-one load balancer: the lifecycle over HTTPS, the client's address and scheme
-as the app sees and logs them, /metrics private.
+front of two instances of the service (``python -m app``) on one PostgreSQL
+store, as two hosts behind one load balancer: the lifecycle over HTTPS, the
+client's address and scheme as the app sees and logs them, /metrics private,
+slow and stalled clients kept away from the service, and one instance
+restarted under load without a client seeing an error.
 
-Addresses: the client connects from 127.0.0.2, nginx connects to the
-instances from 127.0.0.3 (proxy_bind, the test's one addition), and the
-instances trust 127.0.0.3 only (FLASK_TRUSTED_PROXIES). Globus Auth is faked
-over HTTP (a local server answering introspection with app.testing).
+Addresses (tests/nginx.py): the client connects from 127.0.0.2, nginx
+connects to the instances from 127.0.0.3, which they trust. Globus Auth is
+faked over HTTP (a local server answering introspection with app.testing).
 """
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import os
-import shutil
 import signal
 import socket
-import subprocess
+import ssl
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 import requests
 import responses
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from requests.adapters import HTTPAdapter
 
 from app.testing import SCOPE, FakeGlobus
+from tests.nginx import CLIENT_ADDRESS, PROXY_ADDRESS, FromAddress, shipped_nginx
 from tests.postgres import conninfo, with_schema
-from tests.server import ROOT, free_port, gunicorn_process
+from tests.server import free_port, serve_process
 from tests.store_fixtures import _SESSION
 
 pytestmark = pytest.mark.e2e
-SHIPPED = ROOT / "deploy" / "nginx.conf"
-CLIENT_ADDRESS, PROXY_ADDRESS = "127.0.0.2", "127.0.0.3"
 SPOOFED = "203.0.113.7"
-
-
-def nginx_binary() -> str:
-    found = shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
-    )
-    if found is None:
-        pytest.fail("nginx is not installed (scripts/test installs Debian's nginx or says how)")
-    return found
-
-
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-        ), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert, key_file = folder / "cert.pem", folder / "key.pem"
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ))
-    return cert, key_file
+PROBE_APP = "tests.proxy_probe:create_app()"
 
 
 @contextmanager
@@ -104,6 +66,7 @@ def fake_globus_auth(globus: FakeGlobus) -> Iterator[str]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -113,87 +76,32 @@ def fake_globus_auth(globus: FakeGlobus) -> Iterator[str]:
         server.server_close()
 
 
-def nginx_site(upstreams: list[str], http_port: int, https_port: int,
-               cert: Path, key: Path) -> str:
-    """The shipped file with this test's ports, certificate and proxy_bind;
-    each replaced line must be there (the test follows the shipped file)."""
-    text = SHIPPED.read_text()
-    replacements = {
-        "    server 127.0.0.1:8000;\n": "".join(f"    server {u};\n" for u in upstreams),
-        "    listen 80;\n": f"    listen 127.0.0.1:{http_port};\n",
-        "    listen [::]:80;\n": "",
-        "    listen 443 ssl;\n": f"    listen 127.0.0.1:{https_port} ssl;\n",
-        "    listen [::]:443 ssl;\n": "",
-        "/etc/letsencrypt/live/provider.example.org/fullchain.pem": str(cert),
-        "/etc/letsencrypt/live/provider.example.org/privkey.pem": str(key),
-        "        proxy_pass http://whattimeisitrightnow;\n":
-            f"        proxy_pass http://whattimeisitrightnow;\n"
-            f"        proxy_bind {PROXY_ADDRESS};\n",
-    }
-    for old, new in replacements.items():
-        assert old in text, f"deploy/nginx.conf no longer has {old!r}"
-        text = text.replace(old, new)
-    return text
+class Instance:
+    """One ``python -m app`` behind nginx, on a port of its own, which a test
+    may stop and start again there. Each start writes its own log file."""
 
+    def __init__(self, env: dict[str, str], folder: Path, name: str) -> None:
+        self.env, self.folder, self.name = env, folder, name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.starts = 0
+        self.stack = ExitStack()
+        self.process: Any = None
 
-@contextmanager
-def nginx(folder: Path, site: str, https_port: int) -> Iterator[None]:
-    for sub in ("logs", "temp"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    (folder / "site.conf").write_text(site)
-    temp = folder / "temp"
-    (folder / "nginx.conf").write_text(f"""
-{"user root;" if os.geteuid() == 0 else ""}
-worker_processes 1;
-pid {folder}/nginx.pid;
-error_log {folder}/logs/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log {folder}/logs/access.log;
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-    include {folder}/site.conf;
-}}
-""")
-    binary = nginx_binary()
-    command = [binary, "-p", str(folder), "-c", str(folder / "nginx.conf"), "-g", "daemon off;"]
-    check = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
-    assert check.returncode == 0, check.stderr
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               start_new_session=True)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert process.poll() is None, process.stderr.read().decode()  # type: ignore[union-attr]
-            try:
-                socket.create_connection(("127.0.0.1", https_port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "nginx did not start"
-                time.sleep(0.1)
-        yield
-    finally:
-        os.killpg(process.pid, signal.SIGQUIT)  # graceful stop of master and worker
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    def start(self) -> None:
+        self.starts += 1
+        _, self.process = self.stack.enter_context(serve_process(
+            self.env, workers=None, app=PROBE_APP, port=self.port,
+            output_path=self.folder / f"{self.name}-{self.starts}.log",
+            extra_args=("--drain-seconds", "1"),
+        ))
 
+    def stop(self) -> None:
+        self.stack.close()
 
-class FromAddress(HTTPAdapter):
-    """requests, connecting from a chosen local address."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        super().__init__()
-
-    def init_poolmanager(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        kwargs["source_address"] = (self.address, 0)
-        return super().init_poolmanager(*args, **kwargs)
+    @property
+    def logs(self) -> list[Path]:
+        return sorted(self.folder.glob(f"{self.name}-*.log"))
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +113,6 @@ def deployment(tmp_path_factory, postgres_server) -> Iterator[SimpleNamespace]:
     mock = responses.RequestsMock()  # not started: only its callbacks are used
     globus = FakeGlobus(mock)
     alice = globus.user("alice")
-    cert, key = self_signed(folder)
     with ExitStack() as stack:
         auth_url = stack.enter_context(fake_globus_auth(globus))
         env = {
@@ -220,39 +127,40 @@ def deployment(tmp_path_factory, postgres_server) -> Iterator[SimpleNamespace]:
             "FLASK_MIN_DELAY_SECONDS": "2",
             "FLASK_MAX_DELAY_SECONDS": "2",
         }
-        instances = [
-            stack.enter_context(gunicorn_process(
-                env, app="tests.proxy_probe:create_app()", output_path=folder / f"instance{i}.log"
-            ))[0]
-            for i in (1, 2)
-        ]
-        http_port, https_port = free_port(), free_port()
-        site = nginx_site([u.removeprefix("http://") for u in instances], http_port, https_port,
-                          cert, key)
-        stack.enter_context(nginx(folder / "nginx", site, https_port))
+        instances = [Instance(env, folder, f"instance{i}") for i in (1, 2)]
+        for instance in instances:
+            instance.start()
+            stack.callback(instance.stop)
+        url, http_url, cert = stack.enter_context(shipped_nginx(
+            folder / "nginx", [f"127.0.0.1:{i.port}" for i in instances]))
         session = requests.Session()
         session.mount("https://", FromAddress(CLIENT_ADDRESS))
         session.mount("http://", FromAddress(CLIENT_ADDRESS))
         session.trust_env = False  # else REQUESTS_CA_BUNDLE would replace verify
         session.verify = str(cert)
         session.headers.update(alice.headers)
-        yield SimpleNamespace(
-            url=f"https://127.0.0.1:{https_port}", http_url=f"http://127.0.0.1:{http_port}",
-            session=session, instances=instances, alice=alice,
-            logs=[folder / f"instance{i}.log" for i in (1, 2)],
-        )
+        yield SimpleNamespace(url=url, http_url=http_url, cert=cert, session=session,
+                              instances=instances, alice=alice)
     with psycopg.connect(conninfo(postgres_server), autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+def log_lines(deployment: SimpleNamespace) -> list[dict]:
+    return [json.loads(raw) for instance in deployment.instances for log in instance.logs
+            for raw in log.read_text().splitlines() if raw.startswith("{")]
+
+
 def request_lines(log: Path) -> list[dict]:
-    lines = []
-    for raw in log.read_text().splitlines():
-        if raw.startswith("{"):
-            line = json.loads(raw)
-            if line.get("logger") == "app.request":
-                lines.append(line)
-    return lines
+    return [line for raw in log.read_text().splitlines() if raw.startswith("{")
+            for line in [json.loads(raw)] if line.get("logger") == "app.request"]
+
+
+def assert_no_server_errors(deployment: SimpleNamespace) -> None:
+    for instance in deployment.instances:
+        for log in instance.logs:
+            text = log.read_text()
+            assert "Traceback" not in text, text
+            assert all(line["status"] < 500 for line in request_lines(log)), text
 
 
 def test_lifecycle_over_https_across_both_instances(deployment):
@@ -277,7 +185,7 @@ def test_lifecycle_over_https_across_both_instances(deployment):
     assert status["status"] == "SUCCEEDED" and "+05:30" in status["details"]["whattimeisit"]
     assert s.post(f"{url}/{action_id}/release", timeout=10).status_code == 200
     assert s.get(f"{url}/{action_id}/status", timeout=10).status_code == 404
-    served = [len(request_lines(log)) for log in deployment.logs]
+    served = [sum(len(request_lines(log)) for log in i.logs) for i in deployment.instances]
     assert all(n > 0 for n in served), served  # both instances took part
 
 
@@ -285,8 +193,8 @@ def test_the_app_sees_the_forwarded_client_and_https(deployment):
     s, url = deployment.session, deployment.url
     seen = s.get(url + "/probe/request", headers={"X-Forwarded-For": SPOOFED}, timeout=10).json()
     assert seen == {"remote_addr": CLIENT_ADDRESS, "scheme": "https"}  # not the spoofed one
-    lines = [line for log in deployment.logs for line in request_lines(log)
-             if line.get("path") == "/probe/request"]
+    lines = [line for instance in deployment.instances for log in instance.logs
+             for line in request_lines(log) if line.get("path") == "/probe/request"]
     assert lines and {line["remote_addr"] for line in lines} == {CLIENT_ADDRESS}
 
 
@@ -294,7 +202,7 @@ def test_forwarded_headers_from_others_are_ignored(deployment):
     """Straight to an instance, from an address that is not TRUSTED_PROXIES."""
     direct = requests.Session()
     direct.mount("http://", FromAddress(CLIENT_ADDRESS))
-    seen = direct.get(deployment.instances[0] + "/probe/request", timeout=10,
+    seen = direct.get(deployment.instances[0].url + "/probe/request", timeout=10,
                       headers={**deployment.alice.headers, "X-Forwarded-For": SPOOFED,
                                "X-Forwarded-Proto": "https"}).json()
     assert seen == {"remote_addr": CLIENT_ADDRESS, "scheme": "http"}
@@ -308,7 +216,7 @@ def test_metrics_are_not_reachable_through_the_proxy(deployment, path):
 
 
 def test_metrics_are_served_on_the_private_bind(deployment):
-    answer = requests.get(deployment.instances[0] + "/metrics", timeout=10)
+    answer = requests.get(deployment.instances[0].url + "/metrics", timeout=10)
     assert answer.status_code == 200 and "http_requests_total" in answer.text
 
 
@@ -317,3 +225,104 @@ def test_plain_http_is_redirected_to_https(deployment):
                                     timeout=10)
     assert answer.status_code == 301
     assert answer.headers["Location"].startswith("https://127.0.0.1")
+
+
+def tls_connection(deployment: SimpleNamespace) -> ssl.SSLSocket:
+    context = ssl.create_default_context(cafile=str(deployment.cert))
+    parts = urlsplit(deployment.url)
+    raw = socket.create_connection((parts.hostname, parts.port), timeout=10,
+                                   source_address=(CLIENT_ADDRESS, 0))
+    return context.wrap_socket(raw, server_hostname="localhost")
+
+
+def run_head(deployment: SimpleNamespace, length: int) -> bytes:
+    return (f"POST /run HTTP/1.1\r\nHost: localhost\r\n"
+            f"Authorization: {deployment.alice.headers['Authorization']}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n").encode()
+
+
+def test_slow_and_stalled_clients_wait_on_nginx_not_on_the_service(deployment):
+    """16 connections trickling their headers a byte every 2 s and 16 sending
+    10 bytes of a 100-byte body, then nothing: every other request is answered
+    meanwhile (nginx reads headers and whole bodies before it passes a request
+    on). Bodies cut short by a client that leaves never reach the service."""
+    s, url = deployment.session, deployment.url
+    slow = [tls_connection(deployment) for _ in range(16)]
+    stalled = [tls_connection(deployment) for _ in range(16)]
+    try:
+        for sock in slow:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        for sock in stalled:
+            sock.sendall(run_head(deployment, 100) + b'{"request_')
+        answered = []
+        for round_ in range(3):
+            for sock in slow:
+                sock.sendall(b"X")
+            answered += [s.get(url + "/", timeout=10).status_code for _ in range(4)]
+            request = {"request_id": f"busy-{uuid.uuid4()}", "body": {"utc_offset": round_}}
+            answered.append(s.post(url + "/run", json=request, timeout=10).status_code)
+            time.sleep(2)
+        assert answered == [200, 200, 200, 200, 202] * 3
+    finally:
+        for sock in slow + stalled:
+            sock.close()
+    for _ in range(4):  # half a body, then the client leaves
+        with tls_connection(deployment) as sock:
+            sock.sendall(run_head(deployment, 100) + b'{"request_id": "gone"')
+    time.sleep(0.5)
+    assert s.get(url + "/", timeout=10).status_code == 200
+    assert not [line for line in log_lines(deployment) if line.get("path") == "/run"
+                and line.get("status") == 400]  # nothing cut short reached the service
+    assert_no_server_errors(deployment)
+
+
+def test_an_instance_restarted_under_load_costs_clients_nothing(deployment):
+    """Clients run and poll actions through nginx while one instance gets
+    SIGTERM and starts again: every answer is a 200 or 202 (no 5xx, no
+    502), and every action acknowledged before, during or after still answers."""
+    s, url = deployment.session, deployment.url
+    acknowledged: list[str] = []
+    answers: list[int] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client() -> None:
+        session = requests.Session()
+        session.mount("https://", FromAddress(CLIENT_ADDRESS))
+        session.trust_env, session.verify = False, s.verify
+        session.headers.update(s.headers)
+        while not stop.is_set():
+            request = {"request_id": f"load-{uuid.uuid4()}", "body": {"utc_offset": 1}}
+            started = session.post(url + "/run", json=request, timeout=30)
+            codes = [started.status_code]
+            if started.status_code in (200, 202):
+                action_id = started.json()["action_id"]
+                with lock:
+                    acknowledged.append(action_id)
+                codes.append(session.get(f"{url}/{action_id}/status", timeout=30).status_code)
+            with lock:
+                answers.extend(codes)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1)
+        restarted = deployment.instances[0]
+        os.kill(restarted.process.pid, signal.SIGTERM)  # the launcher only: it drains
+        assert restarted.process.wait(timeout=30) == 0
+        restarted.stop()
+        restarted.start()
+        deadline = time.monotonic() + 30  # nginx tries it again 10 s (fail_timeout) on
+        while not [line for line in request_lines(restarted.logs[-1]) if line["route"] == "/run"]:
+            assert time.monotonic() < deadline, "the restarted instance served no run"
+            time.sleep(0.5)
+        time.sleep(1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert answers and set(answers) <= {200, 202}, sorted(set(answers))
+    lost = [a for a in acknowledged if s.get(f"{url}/{a}/status", timeout=10).status_code != 200]
+    assert lost == [] and len(acknowledged) > 20
+    assert_no_server_errors(deployment)

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from tests.redis_server import RedisServer
-from tests.server import gunicorn_process
+from tests.server import serve_process
 
 pytestmark = pytest.mark.e2e
 
@@ -68,7 +68,7 @@ def test_the_run_rate_holds_across_two_workers(
     caller = dev_caller()
     settings = env(tmp_path / "actions.db", redis_server.url, RUN_RATE_LIMIT="5/day",
                    GET_RATE_LIMIT="")
-    with gunicorn_process(settings, workers=2, output_path=output) as (url, _):
+    with serve_process(settings, workers=2, output_path=output) as (url, _):
         answers: list[Any] = []
         with ThreadPoolExecutor(max_workers=8) as pool:
             # Until each worker has answered more than the rate: with counts
@@ -112,7 +112,7 @@ def test_redis_stopped_and_started_under_traffic(
     caller = dev_caller()
     settings = env(tmp_path / "actions.db", own_redis_server.url, RUN_RATE_LIMIT="3/day",
                    GET_RATE_LIMIT="100000/day")
-    with gunicorn_process(settings, workers=2) as (url, _):
+    with serve_process(settings, workers=2) as (url, _):
         seen: list[tuple[str, int]] = []  # (phase, status)
         phase = ["up"]
         stop = threading.Event()

@@ -1,4 +1,4 @@
-"""The running server (gunicorn, dev mode) driven through a globus-sdk client,
+"""The running server (python -m app, dev mode) driven through a globus-sdk client,
 on both path styles."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import globus_sdk
 import pytest
 
 from tests.sdk_client import WhatTimeClient
-from tests.server import gunicorn
+from tests.server import serve
 from tests.spec import assert_conforms
 
 pytestmark = pytest.mark.e2e
@@ -20,7 +20,7 @@ DELAY = 1  # seconds every action runs
 @pytest.fixture(scope="module")
 def url():
     env = {"FLASK_MIN_DELAY_SECONDS": str(DELAY), "FLASK_MAX_DELAY_SECONDS": str(DELAY)}
-    with gunicorn(env) as base:
+    with serve(env) as base:
         yield base
 
 

@@ -1,5 +1,5 @@
 """One request stuck on a slow Globus Auth introspection does not hold up the
-others, under production's gunicorn settings for each store (real gunicorn,
+others, under the production defaults for each store (``python -m app``,
 real HTTP, real Globus Auth mode: the service's globus-sdk client calls a
 loopback Auth server, tests/loopback_auth.py, that answers one token after 3 s).
 
@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from tests.loopback_auth import SLOW_PREFIX, AuthCounters, loopback_auth, production_auth_env
-from tests.server import gunicorn_process, settled_workers
+from tests.server import serve_process, settled_workers
 
 pytestmark = pytest.mark.e2e
 SLOW_SECONDS = 3.0
@@ -79,14 +79,14 @@ def store_url(request) -> str:  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def served(store_url: str) -> Iterator[tuple[str, set[int], AuthCounters]]:
-    """The service under production's settings (workers, worker class and threads
-    as gunicorn.conf.py chooses them for this store); yields URL, worker pids
+    """The service under the production defaults (workers and threads as
+    ``python -m app`` chooses them for this store); yields URL, worker pids
     and Auth, which knows which worker asked it about which token."""
     with loopback_auth(SLOW_SECONDS) as (auth_url, counters):
         env = {**production_auth_env(auth_url), "FLASK_STORE_URL": store_url,
                "FLASK_MIN_DELAY_SECONDS": "3600", "FLASK_MAX_DELAY_SECONDS": "7200"}
-        with gunicorn_process(env, workers=None) as (url, master):
-            workers = settled_workers(master.pid)
+        with serve_process(env, workers=None) as (url, launcher):
+            workers = settled_workers(launcher.pid)
             counters.identify_caller = lambda port: socket_owner(port, workers)
             yield url, workers, counters
 

@@ -1,6 +1,7 @@
 """Start-up refuses a bad configuration or an unsafe setup with one line and
-exit status 2, before any worker starts: the production command (gunicorn
-with app.gunicorn_conf) and python -m app, as real processes."""
+exit status 2, before any worker starts: ``python -m app`` (the one command,
+dev and production), as real processes; and stock gunicorn's workers refuse
+the memory store on several processes."""
 
 from __future__ import annotations
 
@@ -19,18 +20,17 @@ import pytest
 import requests
 
 from tests.postgres import PG_BIN, conninfo, with_schema
-from tests.server import ROOT, free_port, gunicorn
+from tests.server import ROOT, free_port, serve
 
 pytestmark = pytest.mark.e2e
-GUNICORN = (sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf",
-            "--bind", "127.0.0.1:0", "app:create_app()")
 PYTHON_M_APP = (sys.executable, "-m", "app", "--port", "0")
+SERVER_VARIABLES = ("WEB_CONCURRENCY", "THREADS", "BIND", "DRAIN_SECONDS")
 
 
 def start(command: tuple[str, ...], env: dict[str, str], *args: str) -> tuple[int, str]:
     """Exit status and stderr of a start that must fail (bounded: it must not serve)."""
     environment = {k: v for k, v in os.environ.items()
-                   if not k.startswith("FLASK_") and k != "WEB_CONCURRENCY"}
+                   if not k.startswith("FLASK_") and k not in SERVER_VARIABLES}
     environment.update({"FLASK_AUTH_MODE": "dev", **env})
     done = subprocess.run([*command, *args], cwd=ROOT, env=environment,
                           capture_output=True, text=True, timeout=60)
@@ -47,7 +47,6 @@ def refused(command: tuple[str, ...], env: dict[str, str], *args: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("command", [GUNICORN, PYTHON_M_APP], ids=["gunicorn", "python-m-app"])
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
@@ -56,49 +55,65 @@ def refused(command: tuple[str, ...], env: dict[str, str], *args: str) -> str:
          "expected a number from 0 to 1"),
         ({"FLASK_RELEASE_AFTER": "30d"}, "bad setting FLASK_RELEASE_AFTER='30d'"),
         ({"FLASK_METRICS_ENABLED": "nope"}, "bad setting FLASK_METRICS_ENABLED='nope'"),
-        ({"FLASK_AUTH_MODE": "globus"}, "Globus credentials missing: set FLASK_CLIENT_ID"),
         ({"FLASK_STORE_URL": "sqlite:///no/such/folder/a.db"}, "no such directory"),
+        ({"WEB_CONCURRENCY": "many"},
+         "bad setting WEB_CONCURRENCY='many': expected a whole number"),
+        ({"THREADS": "0"}, "--threads/THREADS must be at least 1, not 0"),
+        ({"BIND": "8000"}, "bad setting BIND='8000': expected host:port"),
+        ({"DRAIN_SECONDS": "soon"}, "bad setting DRAIN_SECONDS='soon'"),
     ],
 )
-def test_bad_configuration_is_one_line(command, env, expected):
-    assert expected in refused(command, env)
+def test_bad_configuration_is_one_line(env, expected):
+    assert expected in refused(PYTHON_M_APP, env)
+
+
+def test_missing_credentials_name_them_and_the_dev_mode():
+    line = refused(PYTHON_M_APP, {"FLASK_AUTH_MODE": "globus"})
+    assert "Globus credentials missing: set FLASK_CLIENT_ID, FLASK_CLIENT_SECRET, FLASK_SCOPE" in (
+        line)
+    assert line.endswith("(or run `python -m app --dev` to try the service locally)")
 
 
 @pytest.mark.parametrize(
-    ("env", "args"),
-    [({"WEB_CONCURRENCY": "3"}, ()), ({}, ("--workers", "3")), ({}, ("-w", "2"))],
-    ids=["WEB_CONCURRENCY", "--workers", "-w"],
+    ("env", "args", "named"),
+    [({"WEB_CONCURRENCY": "3"}, (), "WEB_CONCURRENCY=3"),
+     ({}, ("--workers", "2"), "--workers 2"),
+     ({"WEB_CONCURRENCY": "1"}, ("--workers", "2"), "--workers 2")],
+    ids=["WEB_CONCURRENCY", "--workers", "--workers-over-WEB_CONCURRENCY"],
 )
-def test_memory_store_refuses_several_workers(env, args):
-    line = refused(GUNICORN, env, *args)
+def test_memory_store_refuses_several_workers(env, args, named):
+    line = refused(PYTHON_M_APP, env, *args)
+    assert line.startswith(f"whattimeisitrightnow: {named}: ")
     assert "worker processes with the memory store" in line
     assert "--workers 1" in line and "postgresql://" in line
 
 
 @pytest.mark.parametrize("args", [("-w", "2"), ("--workers=3",)], ids=["-w", "--workers="])
-def test_plain_gunicorn_without_our_settings_refuses_several_workers(tmp_path, args):
-    """Started from another folder (no ./gunicorn.conf.py, no -c): each worker
-    refuses in create_app, and gunicorn stops on its worker-boot-error status
-    instead of serving split stores. (When several workers fail to boot at
-    once, gunicorn 27's own halt path raises again and exits 1 with its
-    traceback: its behaviour for any app that fails to load, not ours.)"""
+def test_stock_gunicorn_refuses_several_workers_on_the_memory_store(tmp_path, args):
+    """``gunicorn -k gthread --threads 4 -w 2 'app:create_app()'``: each worker
+    refuses in create_app with one line, and gunicorn stops on its
+    worker-boot-error status instead of serving split stores. (When several
+    workers fail to boot at once, gunicorn 27's own halt path raises again and
+    exits 1 with its traceback: its behaviour for any app that fails to load.)"""
     environment = {k: v for k, v in os.environ.items()
-                   if not k.startswith("FLASK_") and k != "WEB_CONCURRENCY"}
+                   if not k.startswith("FLASK_") and k not in SERVER_VARIABLES}
     environment.update({"FLASK_AUTH_MODE": "dev", "PYTHONPATH": str(ROOT)})
     done = subprocess.run(
-        [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:0", *args, "app:create_app()"],
+        [sys.executable, "-m", "gunicorn", "-k", "gthread", "--threads", "4",
+         "--bind", "127.0.0.1:0", *args, "app:create_app()"],
         cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60,
     )
     output = done.stderr + done.stdout
     assert done.returncode in (1, 3), output
-    assert "worker processes with the memory store" in output
+    lines = [x for x in output.splitlines() if x.startswith("whattimeisitrightnow: ")]
+    assert lines and all("worker processes with the memory store" in x for x in lines), output
+    assert "gunicorn --workers" in lines[0] and "--dev" not in output
     assert "Worker failed to boot." in output
-    assert "Booting worker" in output and "Listening at" in output  # it did start, then stopped
 
 
 def test_shared_store_serves_several_workers(sqlite_url):
     """The refusal is about the memory store only."""
-    with gunicorn({"FLASK_STORE_URL": sqlite_url}, workers=2) as url:
+    with serve({"FLASK_STORE_URL": sqlite_url}, workers=2) as url:
         assert requests.get(url + "/healthz", timeout=10).json() == {"status": "ok"}
 
 
@@ -127,7 +142,7 @@ def as_role(server: str, role: str) -> str:
 
 def test_postgres_schema_missing(postgres_server):
     url = with_schema(postgres_server, "wt_no_such_schema")
-    line = refused(GUNICORN, {"FLASK_STORE_URL": url})
+    line = refused(PYTHON_M_APP, {"FLASK_STORE_URL": url})
     assert "PostgreSQL schema 'wt_no_such_schema' does not exist" in line
     assert "CREATE SCHEMA wt_no_such_schema" in line
 
@@ -143,12 +158,12 @@ def test_postgres_schema_without_create_right(postgres_server):
 
 def test_postgres_database_missing(postgres_server):
     url = postgres_server.rsplit("/", 1)[0] + "/wt_no_such_database"
-    line = refused(GUNICORN, {"FLASK_STORE_URL": url})
+    line = refused(PYTHON_M_APP, {"FLASK_STORE_URL": url})
     assert "database 'wt_no_such_database' does not exist" in line and "createdb" in line
 
 
 def test_postgres_unknown_user(postgres_server):
-    line = refused(GUNICORN, {"FLASK_STORE_URL": as_role(postgres_server, "wt_nobody:pw")})
+    line = refused(PYTHON_M_APP, {"FLASK_STORE_URL": as_role(postgres_server, "wt_nobody:pw")})
     assert "has no user 'wt_nobody'" in line and ":pw" not in line
 
 
@@ -179,7 +194,7 @@ def test_sqlite_folder_read_only(tmp_path):
             pass
         else:
             pytest.skip("cannot make a folder read-only here (no chattr, and root)")
-        line = refused(GUNICORN, {"FLASK_STORE_URL": f"sqlite:///{folder}/actions.db"})
+        line = refused(PYTHON_M_APP, {"FLASK_STORE_URL": f"sqlite:///{folder}/actions.db"})
     assert f"SQLite cannot create or write {folder}/actions.db" in line
     assert f"write access to the folder {folder}" in line
 
@@ -215,6 +230,6 @@ def password_postgres() -> Iterator[str]:
 
 def test_postgres_wrong_password(password_postgres):
     url = password_postgres.replace("postgres@", "postgres:not-the-password@", 1)
-    line = refused(GUNICORN, {"FLASK_STORE_URL": url})
+    line = refused(PYTHON_M_APP, {"FLASK_STORE_URL": url})
     assert "refused the password of user 'postgres'" in line
     assert "not-the-password" not in line

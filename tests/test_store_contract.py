@@ -2,7 +2,7 @@
 
 The same cases run against each backend (the ``store_url`` and ``sql_url``
 fixtures of conftest.py); SQL stores also race across processes and survive
-close/reopen. The kill -9 of a serving gunicorn is in test_workers_e2e.py.
+close/reopen. The kill -9 of a serving server is in test_workers_e2e.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 PgBouncer in transaction pooling mode (issue 15).
 
 Each test starts its own cluster (initdb from the installed binaries, on a
-free port) so that it may stop it, and the service under gunicorn with 2
+free port) so that it may stop it, and the service (python -m app) with 2
 workers. During the outage every answer is a 503 JSON with Retry-After (never
 a 500, never a dropped connection); within 10 s of PostgreSQL being back
 every request succeeds again, without restarting the service; every action
@@ -29,7 +29,7 @@ import requests
 from app.store import open_store
 from tests.helpers import DEV_ALICE as ALICE
 from tests.postgres import Cluster, pgbouncer, private_cluster
-from tests.server import gunicorn
+from tests.server import serve
 
 pytestmark = pytest.mark.e2e
 BACK_WITHIN_SECONDS = 10
@@ -61,9 +61,10 @@ def bouncer(cluster: Cluster) -> Iterator[str]:
         yield f"{url}?prepared_statements=off"
 
 
-def run(url: str, request_id: str | None = None) -> requests.Response:
+def run(url: str, request_id: str | None = None,
+        session: requests.Session | None = None) -> requests.Response:
     body = {"request_id": request_id or str(uuid.uuid4()), "body": {"utc_offset": 1}}
-    return requests.post(url + "/run", json=body, headers=ALICE, timeout=15)
+    return (session or requests).post(url + "/run", json=body, headers=ALICE, timeout=15)
 
 
 @dataclass
@@ -79,6 +80,9 @@ class Traffic:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def client(self) -> None:
+        # One pooled connection a client, as real clients keep (answers kept
+        # below would otherwise keep each one's connection open).
+        session = requests.Session()
         mine: list[str] = []
         n = 0
         while not self.stop.is_set():
@@ -87,11 +91,11 @@ class Traffic:
             started = time.monotonic()
             try:
                 if polling:
-                    response = requests.get(
+                    response = session.get(
                         f"{self.url}/{mine[n % len(mine)]}/status", headers=ALICE, timeout=15
                     )
                 else:
-                    response = run(self.url)
+                    response = run(self.url, session=session)
             except requests.RequestException as error:
                 with self.lock:  # a dropped connection or a timeout: never allowed
                     self.failures.append(f"{type(error).__name__}: {error}")
@@ -158,7 +162,7 @@ def stop_and_start_under_traffic(cluster: Cluster, url: str) -> None:
 
 
 def test_postgresql_stopped_and_started_under_traffic(cluster: Cluster) -> None:
-    with gunicorn(server_env(cluster.url), workers=2) as url:
+    with serve(server_env(cluster.url), workers=2) as url:
         stop_and_start_under_traffic(cluster, url)
     store = open_store(cluster.url)
     try:
@@ -168,7 +172,7 @@ def test_postgresql_stopped_and_started_under_traffic(cluster: Cluster) -> None:
 
 
 def test_through_pgbouncer_lifecycle_race_and_restart(cluster: Cluster, bouncer: str) -> None:
-    with gunicorn(server_env(bouncer), workers=2) as url:
+    with serve(server_env(bouncer), workers=2) as url:
         # The lifecycle: run, status, cancel, release, then gone.
         started = run(url, "lifecycle")
         assert started.status_code == 202, started.text

@@ -1,4 +1,5 @@
-"""Several gunicorn workers on one SQL store, over real HTTP.
+"""Several worker processes (python -m app --workers 2) on one SQL store, over
+real HTTP.
 
 With the memory store each worker has its own dict; with SQLite or PostgreSQL
 every worker sees every action, a request_id starts one action whichever
@@ -21,7 +22,7 @@ import requests
 from app.store import open_store
 from tests.helpers import DEV_ALICE as ALICE
 from tests.postgres import temporary_schema
-from tests.server import gunicorn, gunicorn_process
+from tests.server import serve, serve_process
 from tests.store_fixtures import _SESSION
 
 pytestmark = pytest.mark.e2e
@@ -52,7 +53,7 @@ def server_env(store_url: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def two_workers(shared_store_url: str) -> Iterator[str]:
     """One two-worker server per store, shared by the tests of this module."""
-    with gunicorn(server_env(shared_store_url), workers=2) as url:
+    with serve(server_env(shared_store_url), workers=2) as url:
         yield url
 
 
@@ -106,12 +107,12 @@ def test_kill_9_loses_no_acknowledged_action(sql_url: str) -> None:
                     if len(acknowledged) >= 60:
                         enough.set()
 
-    with gunicorn_process(server_env(store_url), workers=2) as (url, process):
+    with serve_process(server_env(store_url), workers=2) as (url, process):
         clients = [threading.Thread(target=client, args=(url,)) for _ in range(4)]
         for thread in clients:
             thread.start()
         enough.wait(timeout=120)
-        os.killpg(process.pid, signal.SIGKILL)  # master and workers, mid-traffic
+        os.killpg(process.pid, signal.SIGKILL)  # launcher and workers, mid-traffic
         process.wait(timeout=30)
         stop.set()
         for thread in clients:

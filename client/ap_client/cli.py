@@ -21,7 +21,7 @@ from ap_client import output, tokens
 from ap_client.api import ActionProviderClient, ProtocolError
 from ap_client.waiting import GaveUp, Waiter
 
-DEFAULT_URL = "http://127.0.0.1:5000"
+DEFAULT_URL = "http://127.0.0.1:8000"  # python -m app's default bind
 URL_ENV = "ACTION_PROVIDER_URL"
 TOKEN_ENV = "ACTION_PROVIDER_TOKEN"  # noqa: S105 (a variable name)
 MAX_PAGES = 1000
