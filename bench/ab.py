@@ -230,11 +230,16 @@ def bench_variant(variant: Variant, sides: dict[str, Side], args: argparse.Names
 
 def check_library(url: str, record: Path) -> None:
     """The shim took effect: the side's server serves the library's app."""
-    title = requests.get(url + "/", timeout=10,
-                         headers={"Authorization": f"Bearer {TOKENS['globus']}"}).json()
-    if not record.exists() or title.get("title") != LIBRARY_TITLE:
+    answer = requests.get(url + "/", timeout=10,
+                          headers={"Authorization": f"Bearer {TOKENS['globus']}"})
+    try:
+        title = answer.json().get("title")
+    except ValueError:
+        title = None
+    if not record.exists() or title != LIBRARY_TITLE:
         raise SideError("bench/library_shim did not take effect (the side's server is neither "
-                        f"granian nor gunicorn?): GET / answered {title}")
+                        "granian nor gunicorn?): GET / answered "
+                        f"{answer.status_code} {answer.text[:200]}")
 
 
 def library_shim(tmp: Path) -> Path:

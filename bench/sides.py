@@ -57,7 +57,7 @@ def git(*args: str, cwd: Path = ROOT) -> str:
 
 
 @contextlib.contextmanager
-def _locked() -> Iterator[None]:
+def locked() -> Iterator[None]:
     """One preparation at a time (two runs would build the same venv)."""
     AB_DIR.mkdir(parents=True, exist_ok=True)
     ignore = AB_DIR / ".gitignore"
@@ -132,16 +132,22 @@ class Side:
     def env(self) -> dict[str, str]:
         """The caller's environment less what would change the start, the
         venv's bin first on PATH, the installed project on PYTHONPATH."""
-        env = {k: v for k, v in os.environ.items()
-               if k not in SCRUBBED and not k.startswith(SCRUBBED_PREFIXES)}
-        env["PATH"] = f"{self.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-        env["PYTHONPATH"] = str(self.site)
-        return env
+        return clean_env(self.venv, [self.site])
 
     def describe(self) -> dict[str, str]:
         return {"ref": self.ref, "sha": self.sha, "start": self.start,
                 "command": " ".join(self.command("PORT")),
                 "venv": str(self.venv.relative_to(ROOT))}
+
+
+def clean_env(venv: Path, python_path: Sequence[Path]) -> dict[str, str]:
+    """The caller's environment less what would change a server's start, with
+    ``venv``'s bin first on PATH and only ``python_path`` on PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in SCRUBBED and not k.startswith(SCRUBBED_PREFIXES)}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = os.pathsep.join(map(str, python_path))
+    return env
 
 
 def detect_start(sha: str) -> str:
@@ -156,10 +162,9 @@ def prepare(label: str, ref: str, start: str = "auto") -> Side:
     sha = git("rev-parse", "--verify", f"{ref}^{{commit}}")
     home = AB_DIR / sha[:12]
     src, site = home / "src", home / "site"
-    with _locked():
+    with locked():
         if not (src / ".git").exists():
             shutil.rmtree(src, ignore_errors=True)
-            git("worktree", "prune")
             git("worktree", "add", "--detach", "--force", str(src), sha)
         elif git("rev-parse", "HEAD", cwd=src) != sha:
             git("checkout", "--detach", "--force", sha, cwd=src)
@@ -181,14 +186,13 @@ def prepare(label: str, ref: str, start: str = "auto") -> Side:
 
 def remove_all() -> None:
     """Every worktree, venv and install under bench/.ab/ (--clean)."""
-    with _locked():
+    with locked():
         for home in AB_DIR.iterdir():
             if (home / "src" / ".git").exists():
                 git("worktree", "remove", "--force", str(home / "src"))
         for path in AB_DIR.iterdir():
             if path.is_dir():
                 shutil.rmtree(path)
-        git("worktree", "prune")
 
 
 # --- running servers -------------------------------------------------------------------
