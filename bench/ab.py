@@ -252,6 +252,14 @@ def library_shim(tmp: Path) -> Path:
     return folder
 
 
+def status_totals(rows: list[dict[str, Any]]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for r in rows:
+        for status, n in r["statuses"].items():
+            totals[status] = totals.get(status, 0) + n
+    return dict(sorted(totals.items()))
+
+
 def summarize(variant: Variant, contenders: list[Contender], scenarios: list[str],
               rounds: int) -> dict[str, Any]:
     med = statistics.median
@@ -270,8 +278,7 @@ def summarize(variant: Variant, contenders: list[Contender], scenarios: list[str
                 "cpu_us_rounds": [round(r["cpu_us"]) for r in rows],
                 "non_2xx": sum(r["non_2xx"] for r in rows),
                 "socket_errors": sum(r["errors"] for r in rows),
-                "statuses": {k: sum(r["statuses"][k] for r in rows)
-                             for k in rows[0]["statuses"]},
+                "statuses": status_totals(rows),
                 "requests": sum(r["requests"] for r in rows),
             }
         base_label, new_label = variant.labels
@@ -324,11 +331,17 @@ def print_tables(results: dict[str, Any]) -> None:
                 target = f"≥ {b['target']}: {'met' if b['target_met'] else 'NOT met'}"
             errors = "".join(f" +{b[x]['socket_errors']} socket errors" for x in (base, new)
                              if b[x]["socket_errors"])
+            errors += "".join(f" ({x}: {non_2xx_statuses(b[x]['statuses'])})"
+                              for x in (base, new) if b[x]["non_2xx"])
             cpu = (f"{b[base]['cpu_us']} / {b[new]['cpu_us']} "
                    f"({', '.join(map(str, b[base]['cpu_us_rounds']))} / "
                    f"{', '.join(map(str, b[new]['cpu_us_rounds']))})")
             print(f"| {scenario} | {cells[base]} | {cells[new]} | {ratio} | {target} | "
                   f"{b[base]['non_2xx']} / {b[new]['non_2xx']}{errors} | {cpu} |")
+
+
+def non_2xx_statuses(statuses: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {n}" for k, n in statuses.items() if not 200 <= int(k) < 300)
 
 
 # --- main -----------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """wrk, one run at a time, with every answer's status counted (bench/lua/ab.lua).
 
 wrk's own error count only sees statuses above 399; the Lua script counts
-2xx, 3xx, 4xx and 5xx apiece, so "non-2xx" here means every answer that was
-not a 2xx, and socket errors (connect, read, write, timeouts) apart.
+every status apiece, so "non-2xx" here means every answer that was not a
+2xx, and socket errors (connect, read, write, timeouts) apart.
 """
 
 from __future__ import annotations
@@ -48,12 +48,12 @@ class Measure:
     p50_ms: float
     p99_ms: float
     max_ms: float
-    statuses: dict[str, int]  # 2xx, 3xx, 4xx, 5xx, other
+    statuses: dict[str, int]  # HTTP status -> answers
     socket_errors: dict[str, int]  # connect, read, write, timeouts
 
     @property
     def non_2xx(self) -> int:
-        return sum(n for k, n in self.statuses.items() if k != "2xx")
+        return sum(n for k, n in self.statuses.items() if not 200 <= int(k) < 300)
 
     @property
     def errors(self) -> int:
@@ -64,15 +64,18 @@ class Measure:
 
 
 def run_wrk(wrk_bin: str, url: str, request: Request, *, token: str, seconds: float,
-            connections: int, close: bool = False, timeout: float = 10) -> Measure:
+            connections: int, close: bool = False, timeout: float = 10,
+            ids_prefix: str | None = None) -> Measure:
     """``wrk -t1 -c<connections> -d<seconds>s`` against ``url`` (keep-alive
-    unless ``close``)."""
+    unless ``close``). ``ids_prefix``: wrk writes the action_id of every 2xx
+    answer to ``<ids_prefix>1``."""
     env = {**os.environ, "BENCH_TOKEN": token, "BENCH_METHOD": request.method,
            "BENCH_PATH": request.path, "BENCH_NONCE": uuid.uuid4().hex[:12],
            "BENCH_CLOSE": "1" if close else "0"}
-    env.pop("BENCH_BODY", None)
-    if request.body is not None:
-        env["BENCH_BODY"] = request.body
+    for name, value in (("BENCH_BODY", request.body), ("BENCH_IDS", ids_prefix)):
+        env.pop(name, None)
+        if value is not None:
+            env[name] = value
     command = [wrk_bin, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
                "--timeout", f"{timeout:g}s", "-s", str(LUA), url]
     done = subprocess.run(command, env=env, capture_output=True, text=True,
@@ -88,7 +91,7 @@ def run_wrk(wrk_bin: str, url: str, request: Request, *, token: str, seconds: fl
         rps=data["requests"] / duration if duration else 0.0,
         p50_ms=data["p50_us"] / 1000, p99_ms=data["p99_us"] / 1000,
         max_ms=data["max_us"] / 1000,
-        statuses={k: data[k] for k in ("2xx", "3xx", "4xx", "5xx", "other")},
+        statuses=dict(sorted(data["statuses"].items())),
         socket_errors={k: data[k] for k in ("connect_errors", "read_errors", "write_errors",
                                             "timeouts")},
     )
