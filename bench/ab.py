@@ -146,7 +146,15 @@ def measure(wrk_bin: str, c: Contender, scenario: str, variant: Variant,
                          token=TOKENS[variant.auth], seconds=seconds,
                          connections=variant.connections, close=variant.close)
     cpu = c.server.cpu_seconds() - cpu_before
+    if c.server.process.poll() is not None:
+        raise SideError(f"the {c.label} side ({c.side.ref}) exited with "
+                        f"{c.server.process.returncode} during {scenario}:\n"
+                        f"{c.server.output_text()}")
     return {**m.as_dict(), "cpu_us": cpu / max(1, m.requests) * 1e6}
+
+
+def ratio(new: float, base: float) -> float:
+    return new / base if base else float("inf")
 
 
 def bench_variant(variant: Variant, sides: dict[str, Side], args: argparse.Namespace,
@@ -207,7 +215,7 @@ def bench_variant(variant: Variant, sides: dict[str, Side], args: argparse.Names
                     f"{label} {row[label]['rps']:,.0f}/s ({row[label]['cpu_us']:.0f} us CPU, "
                     f"{row[label]['non_2xx']} non-2xx, {row[label]['errors']} socket errors)"
                     for label in variant.labels)
-                    + f"; {new['rps'] / base['rps']:.2f}x", flush=True)
+                    + f"; {ratio(new['rps'], base['rps']):.2f}x", flush=True)
         out = {
             "settings": {"store": variant.store, "auth": variant.auth,
                          "wrk": f"-t1 -c{variant.connections} -d{args.duration}s",
@@ -283,18 +291,19 @@ def summarize(variant: Variant, contenders: list[Contender], scenarios: list[str
             }
         base_label, new_label = variant.labels
         base, new = by_label[base_label].rounds[s], by_label[new_label].rounds[s]
-        ratios = [n["rps"] / b["rps"] for b, n in zip(base, new, strict=True)]
+        ratios = [ratio(n["rps"], b["rps"]) for b, n in zip(base, new, strict=True)]
         clean = all(block[label]["non_2xx"] == 0 and block[label]["socket_errors"] == 0
                     for label in variant.labels)
         target = variant.targets.get(s)
-        ratio = round(med(ratios), 3)
-        block["ratio"] = ratio if clean else None
+        median_ratio = round(med(ratios), 3)
+        block["ratio"] = median_ratio if clean else None
         block["ratio_rounds"] = [round(r, 3) for r in ratios]
-        block["ratio_of_medians"] = round(block[new_label]["rps"] / block[base_label]["rps"], 3)
+        block["ratio_of_medians"] = round(
+            ratio(block[new_label]["rps"], block[base_label]["rps"]), 3)
         block["clean"] = clean
         block["target"] = target
         if target is not None:
-            block["target_met"] = bool(clean and rounds >= MIN_ROUNDS and ratio >= target)
+            block["target_met"] = bool(clean and rounds >= MIN_ROUNDS and median_ratio >= target)
         out[s] = block
     return out
 
@@ -431,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 results["variants"][variant.name] = bench_variant(
                     variant, sides, args, wrk_bin, auth_url)
-            except SideError as error:
+            except RuntimeError as error:  # SideError, or wrk failing
                 print(f"\n{variant.name}: FAILED\n{error}", flush=True)
                 results.setdefault("failed", {})[variant.name] = str(error)
                 failed = True

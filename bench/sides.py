@@ -22,6 +22,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -33,7 +34,7 @@ from typing import IO
 
 import requests
 
-from tests.server import free_port, stop_process_group
+from tests.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 AB_DIR = ROOT / "bench" / ".ab"
@@ -248,7 +249,7 @@ class Server:
     def processes(self) -> int:
         return len(process_tree(self.process.pid))
 
-    def output_text(self, last_lines: int = 60) -> str:
+    def output_text(self, last_lines: int = 30) -> str:
         self.output.flush()
         self.output.seek(0)
         lines = self.output.read().decode(errors="replace").splitlines()
@@ -271,8 +272,37 @@ def serve(command: Sequence[str], env: dict[str, str], cwd: Path,
         server.started_seconds = round(time.monotonic() - started, 2)
         yield server
     finally:
-        stop_process_group(process, timeout=20)
+        stop_group(process, timeout=20)
         output.close()
+
+
+def group_members(pgid: int) -> list[int]:
+    """Every process still running in process group ``pgid`` (not zombies)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = _stat(int(entry.name))
+                if int(fields[2]) == pgid and fields[0] != "Z":
+                    members.append(int(entry.name))
+    return members
+
+
+def stop_group(process: subprocess.Popen, timeout: float) -> None:  # type: ignore[type-arg]
+    """SIGTERM to the whole process group of ``process`` (started with
+    start_new_session), SIGKILL to what is left after ``timeout`` seconds.
+    Unlike tests/server.py's stop_process_group, it also stops a group whose
+    leader is already gone (its workers orphaned, still serving)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=timeout)
+    while group_members(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _wait_until_up(server: Server, timeout: float) -> None:
