@@ -388,7 +388,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="PostgreSQL for the postgresql variants (a schema per side, "
                         "dropped after); default $BENCH_POSTGRES_URL or " + PG_URL)
     parser.add_argument("--clean", action="store_true",
-                        help="remove every worktree, venv and install under bench/.ab/, exit")
+                        help="remove every worktree, venv and install under bench/build/, exit")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.rounds = 1, 2
@@ -402,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.clean:
         remove_all()
-        print("bench/.ab/ emptied")
+        print("bench/build/ emptied")
         return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: servers stopped
     wrk_bin = require_wrk()

@@ -8,7 +8,7 @@
 Every candidate serves the same ``bench.candidate_app:app`` (this checkout's
 app/, on PYTHONPATH) with ONE process, the memory store and dev auth, with
 the server's stock settings except the few below; the servers come from a
-bench-only venv (bench/.ab/venv-servers-<digest>: this checkout's
+bench-only venv (bench/build/venv-servers-<digest>: this checkout's
 requirements.txt plus granian, uWSGI and waitress where not pinned there; uWSGI
 compiles, and a server that does not install is reported and left out):
 

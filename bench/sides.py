@@ -1,15 +1,15 @@
 """A commit of the service served as a user serves it, for benchmarks that
 compare commits (bench/ab.py) or load one (bench/flood.py).
 
-Each side is one commit: a git worktree of it (bench/.ab/<sha>/src), a venv
-built from that commit's requirements.txt (bench/.ab/venv-<digest>, shared
+Each side is one commit: a git worktree of it (bench/build/<sha>/src), a venv
+built from that commit's requirements.txt (bench/build/venv-<digest>, shared
 by commits whose file is the same), the project installed from the worktree,
-not editable (``pip install --no-deps --target bench/.ab/<sha>/site``, on
-PYTHONPATH), and started from an empty folder (bench/.ab/<sha>/run), so the
+not editable (``pip install --no-deps --target bench/build/<sha>/site``, on
+PYTHONPATH), and started from an empty folder (bench/build/<sha>/run), so the
 installed copy is the only one it can import. How it starts is read from
 the commit: app/gunicorn_conf.py present, the README's gunicorn command;
-else the launcher, ``python -m app``. bench/.ab/ ignores itself (its own
-.gitignore).
+else the launcher, ``python -m app``. bench/build/ is ignored by git
+(.gitignore: build/).
 
 ``serve`` starts one in its own process group and always stops the group;
 ``Server`` reads the CPU time and memory of its whole process tree.
@@ -37,13 +37,16 @@ import requests
 from tests.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-AB_DIR = ROOT / "bench" / ".ab"
+# Everything it makes; build/ is in .gitignore, and ruff and copies of the checkout
+# (tests/test_scripts.py) leave build folders out.
+AB_DIR = ROOT / "bench" / "build"
 RESULTS = ROOT / "bench" / "results"
 START_KINDS = ("gunicorn", "launcher")
-# Settings a caller's shell may hold that would change what a side starts with.
-SCRUBBED = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PROMETHEUS_MULTIPROC_DIR",
-            "WEB_CONCURRENCY", "THREADS", "BIND", "WHATTIMEISITRIGHTNOW_CONFIG")
-SCRUBBED_PREFIXES = ("FLASK_", "GRANIAN_", "GUNICORN_", "UWSGI_", "GLOBUS_SDK_")
+# The only variables a server inherits from the caller's environment: as a
+# service manager starts it, nothing of the caller's shell (PYTHONUNBUFFERED,
+# settings, a venv) changes what is measured, and a server that copies the
+# environment into every request (granian's WSGI environ) copies the same.
+INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
 
 
 class SideError(RuntimeError):
@@ -61,9 +64,6 @@ def git(*args: str, cwd: Path = ROOT) -> str:
 def locked() -> Iterator[None]:
     """One preparation at a time (two runs would build the same venv)."""
     AB_DIR.mkdir(parents=True, exist_ok=True)
-    ignore = AB_DIR / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# worktrees, venvs and installs of bench/sides.py\n*\n")
     with open(AB_DIR / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
@@ -84,7 +84,7 @@ def _run(command: Sequence[str], what: str, cwd: Path | None = None,
 def build_venv(requirements: Sequence[Path], extra: Sequence[str] = (),
                name: str = "venv") -> Path:
     """A venv with ``requirements`` (files) and ``extra`` (pins) installed,
-    kept under bench/.ab/ by the digest of their contents and the Python
+    kept under bench/build/ by the digest of their contents and the Python
     version; built once. Call with the lock held."""
     digest = hashlib.sha256(sys.version.encode())
     for path in requirements:
@@ -131,8 +131,7 @@ class Side:
                 "--port", str(port), *extra]
 
     def env(self) -> dict[str, str]:
-        """The caller's environment less what would change the start, the
-        venv's bin first on PATH, the installed project on PYTHONPATH."""
+        """Its environment (clean_env), the installed project on PYTHONPATH."""
         return clean_env(self.venv, [self.site])
 
     def describe(self) -> dict[str, str]:
@@ -142,11 +141,10 @@ class Side:
 
 
 def clean_env(venv: Path, python_path: Sequence[Path]) -> dict[str, str]:
-    """The caller's environment less what would change a server's start, with
-    ``venv``'s bin first on PATH and only ``python_path`` on PYTHONPATH."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in SCRUBBED and not k.startswith(SCRUBBED_PREFIXES)}
-    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    """A server's environment: INHERITED from the caller's, ``venv``'s bin
+    first on PATH, ``python_path`` on PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if k in INHERITED}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
     env["PYTHONPATH"] = os.pathsep.join(map(str, python_path))
     return env
 
@@ -186,7 +184,7 @@ def prepare(label: str, ref: str, start: str = "auto") -> Side:
 
 
 def remove_all() -> None:
-    """Every worktree, venv and install under bench/.ab/ (--clean)."""
+    """Every worktree, venv and install under bench/build/ (--clean)."""
     with locked():
         for home in AB_DIR.iterdir():
             if (home / "src" / ".git").exists():
