@@ -1,0 +1,97 @@
+"""wrk, one run at a time, with every answer's status counted (bench/lua/ab.lua).
+
+wrk's own error count only sees statuses above 399; the Lua script counts
+every status apiece, so "non-2xx" here means every answer that was not a
+2xx, and socket errors (connect, read, write, timeouts) apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+LUA = Path(__file__).resolve().parent / "lua" / "ab.lua"
+
+
+class WrkMissing(SystemExit):
+    """wrk is not installed: the one line says how to get it."""
+
+
+def require_wrk() -> str:
+    found = shutil.which("wrk")
+    if not found:
+        raise WrkMissing("wrk not found on PATH: install it (Debian: apt-get install -y wrk)")
+    return found
+
+
+@dataclass(frozen=True)
+class Request:
+    """What every request of a run looks like. ``body``: JSON in which ``%s``
+    becomes a fresh request_id each time."""
+
+    method: str = "GET"
+    path: str = "/"
+    body: str | None = None
+
+
+@dataclass
+class Measure:
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    statuses: dict[str, int]  # HTTP status -> answers
+    socket_errors: dict[str, int]  # connect, read, write, timeouts
+
+    @property
+    def non_2xx(self) -> int:
+        return sum(n for k, n in self.statuses.items() if not 200 <= int(k) < 300)
+
+    @property
+    def errors(self) -> int:
+        return sum(self.socket_errors.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "non_2xx": self.non_2xx, "errors": self.errors}
+
+
+def run_wrk(wrk_bin: str, url: str, request: Request, *, token: str, seconds: float,
+            connections: int, close: bool = False, timeout: float = 10,
+            ids_prefix: str | None = None) -> Measure:
+    """``wrk -t1 -c<connections> -d<seconds>s`` against ``url`` (keep-alive
+    unless ``close``). ``ids_prefix``: wrk writes the action_id of every 2xx
+    answer to ``<ids_prefix>1``."""
+    env = {**os.environ, "BENCH_TOKEN": token, "BENCH_METHOD": request.method,
+           "BENCH_PATH": request.path, "BENCH_NONCE": uuid.uuid4().hex[:12],
+           "BENCH_CLOSE": "1" if close else "0"}
+    for name, value in (("BENCH_BODY", request.body), ("BENCH_IDS", ids_prefix)):
+        env.pop(name, None)
+        if value is not None:
+            env[name] = value
+    command = [wrk_bin, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+               "--timeout", f"{timeout:g}s", "-s", str(LUA), url]
+    done = subprocess.run(command, env=env, capture_output=True, text=True,
+                          timeout=seconds + timeout + 30, check=False)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {' '.join(command)}\n"
+                           f"{done.stdout}{done.stderr}")
+    data = json.loads(line.removeprefix("BENCH_JSON "))
+    duration = data["duration_us"] / 1e6
+    return Measure(
+        requests=data["requests"], seconds=round(duration, 3),
+        rps=data["requests"] / duration if duration else 0.0,
+        p50_ms=data["p50_us"] / 1000, p99_ms=data["p99_us"] / 1000,
+        max_ms=data["max_us"] / 1000,
+        statuses=dict(sorted(data["statuses"].items())),
+        socket_errors={k: data[k] for k in ("connect_errors", "read_errors", "write_errors",
+                                            "timeouts")},
+    )
