@@ -16,7 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from app.auth import MissingCredentials, make_state_builder
-from app.ratelimit import RateLimitSetupError, check_storage_reachable
+from app.ratelimit import (
+    RateLimitSetupError,
+    check_storage_reachable,
+    refuse_per_process_rate_limits,
+)
 from app.settings import ConfigError, load_settings
 from app.store import StoreError, UnknownStoreURL, open_store
 
@@ -49,6 +53,7 @@ def check(workers: int, asked_by: str = "") -> dict[str, Any]:
     config = load_settings()
     make_state_builder(config)  # MissingCredentials, with what to set
     refuse_split_memory_store(config, workers, asked_by)
+    refuse_per_process_rate_limits(config, workers)
     open_store(config["STORE_URL"]).close()  # reachable, and its tables made
     check_storage_reachable(config)  # rate limits: Redis answers (app.ratelimit)
     return config
@@ -91,6 +96,7 @@ def refuse_in_worker_or_exit(config: dict[str, Any]) -> None:
     try:
         workers = gunicorn_workers()
         refuse_split_memory_store(config, workers, f"gunicorn --workers {workers}")
-    except UnsafeSetup as error:
+        refuse_per_process_rate_limits(config, workers)
+    except (UnsafeSetup, RateLimitSetupError) as error:
         print(f"whattimeisitrightnow: {error}", file=sys.stderr, flush=True)
         raise SystemExit(GUNICORN_WORKER_BOOT_ERROR) from None

@@ -22,6 +22,13 @@ pytest_plugins = ["app.testing.plugin"]
 URL_FIXTURES = {"sqlite": "sqlite_url", "postgresql": "postgres_url"}
 
 
+@pytest.fixture(scope="session")
+def shared_rates(redis_server) -> dict[str, str]:  # noqa: F811
+    """Rate limits counted in a Redis of the tests' own, as production counts
+    them with several worker processes (per-process counts are refused then)."""
+    return {"FLASK_RATE_LIMIT_STORAGE_URL": redis_server.url}
+
+
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest) -> str:
     """Each store in turn: memory, a fresh SQLite file, a fresh PostgreSQL schema."""

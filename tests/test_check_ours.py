@@ -49,11 +49,12 @@ def assert_conforms(exit_code: int, checks: dict[str, dict]) -> None:
 
 
 @pytest.mark.parametrize("store", ["memory", "postgresql"])
-def test_every_check_passes_against_this_service(store, request):
+def test_every_check_passes_against_this_service(store, request, shared_rates):
     env = dict(SHORT)
     workers = 1
     if store == "postgresql":
         env["FLASK_STORE_URL"] = request.getfixturevalue("postgres_url")
+        env.update(shared_rates)
         workers = 2  # the second request may land on the other worker
     with serve(env, workers=workers) as url:
         exit_code, checks = check(url)

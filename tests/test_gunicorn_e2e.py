@@ -20,11 +20,11 @@ pytestmark = pytest.mark.e2e
 LINE = ("-k", "gthread", "--threads", "4", "-w", "2", "--keep-alive", "10")
 
 
-def test_stock_gunicorn_behind_nginx_serves_the_lifecycle(tmp_path, sqlite_url):
+def test_stock_gunicorn_behind_nginx_serves_the_lifecycle(tmp_path, sqlite_url, shared_rates):
     with loopback_auth() as (auth_url, _counters):
         env = {**production_auth_env(auth_url), "FLASK_STORE_URL": sqlite_url,
                "FLASK_TRUSTED_PROXIES": PROXY_ADDRESS, "FLASK_MIN_DELAY_SECONDS": "600",
-               "FLASK_MAX_DELAY_SECONDS": "600"}
+               "FLASK_MAX_DELAY_SECONDS": "600", **shared_rates}
         output = tmp_path / "gunicorn.log"
         with (
             gunicorn_process(env, LINE, output_path=output) as (upstream, _),

@@ -77,11 +77,12 @@ def metrics_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def url(metrics_dir, tmp_path_factory):
+def url(metrics_dir, tmp_path_factory, shared_rates):
     write_stale_metrics(metrics_dir)
     assert list(metrics_dir.glob("counter_*.db"))
     store = f"sqlite:///{tmp_path_factory.mktemp('store') / 'actions.db'}"
-    env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "FLASK_STORE_URL": store}
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "FLASK_STORE_URL": store,
+           **shared_rates}
     with serve(env, workers=2) as base:
         yield base
 
@@ -173,13 +174,13 @@ def test_bodies_read_whole_in_pieces_or_refused_when_cut_short(url):
     assert set(document) == {"code", "description"}
 
 
-def test_default_workers_per_store(sqlite_url):
+def test_default_workers_per_store(sqlite_url, shared_rates):
     """One worker on the memory store (its actions live in it), one per core
     (SQL_WORKERS) on a shared store, unless --workers or WEB_CONCURRENCY say
     otherwise."""
     with serve_process({"WEB_CONCURRENCY": ""}, workers=None) as (_, launcher):
         assert len(settled_workers(launcher.pid)) == 1
-    env = {"WEB_CONCURRENCY": "", "FLASK_STORE_URL": sqlite_url}
+    env = {"WEB_CONCURRENCY": "", "FLASK_STORE_URL": sqlite_url, **shared_rates}
     with serve_process(env, workers=None) as (_, launcher):
         assert len(settled_workers(launcher.pid)) == SQL_WORKERS
     with serve_process({**env, "WEB_CONCURRENCY": "3"}, workers=None) as (_, launcher):

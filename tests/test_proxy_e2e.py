@@ -105,7 +105,7 @@ class Instance:
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory, postgres_server) -> Iterator[SimpleNamespace]:
+def deployment(tmp_path_factory, postgres_server, shared_rates) -> Iterator[SimpleNamespace]:
     folder = tmp_path_factory.mktemp("proxy")
     schema = f"{_SESSION}_proxy"
     with psycopg.connect(conninfo(postgres_server), autocommit=True) as conn:
@@ -126,6 +126,10 @@ def deployment(tmp_path_factory, postgres_server) -> Iterator[SimpleNamespace]:
             "FLASK_FAILURE_RATE": "0",
             "FLASK_MIN_DELAY_SECONDS": "2",
             "FLASK_MAX_DELAY_SECONDS": "2",
+            **shared_rates,  # two hosts: rates counted in one Redis
+            # alice loads it (the restart test): rates far above the defaults
+            "FLASK_RUN_RATE_LIMIT": "100000/minute",
+            "FLASK_GET_RATE_LIMIT": "100000/minute",
         }
         instances = [Instance(env, folder, f"instance{i}") for i in (1, 2)]
         for instance in instances:

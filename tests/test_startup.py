@@ -111,9 +111,9 @@ def test_stock_gunicorn_refuses_several_workers_on_the_memory_store(tmp_path, ar
     assert "Worker failed to boot." in output
 
 
-def test_shared_store_serves_several_workers(sqlite_url):
+def test_shared_store_serves_several_workers(sqlite_url, shared_rates):
     """The refusal is about the memory store only."""
-    with serve({"FLASK_STORE_URL": sqlite_url}, workers=2) as url:
+    with serve({"FLASK_STORE_URL": sqlite_url, **shared_rates}, workers=2) as url:
         assert requests.get(url + "/healthz", timeout=10).json() == {"status": "ok"}
 
 

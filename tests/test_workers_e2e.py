@@ -51,9 +51,9 @@ def server_env(store_url: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def two_workers(shared_store_url: str) -> Iterator[str]:
+def two_workers(shared_store_url: str, shared_rates: dict[str, str]) -> Iterator[str]:
     """One two-worker server per store, shared by the tests of this module."""
-    with serve(server_env(shared_store_url), workers=2) as url:
+    with serve({**server_env(shared_store_url), **shared_rates}, workers=2) as url:
         yield url
 
 
@@ -82,7 +82,7 @@ def test_concurrent_retries_of_one_request_id_start_one_action(two_workers: str)
     assert len({r.json()["action_id"] for r in responses}) == 1
 
 
-def test_kill_9_loses_no_acknowledged_action(sql_url: str) -> None:
+def test_kill_9_loses_no_acknowledged_action(sql_url: str, shared_rates: dict[str, str]) -> None:
     """Its own server (it kills it) on its own store."""
     store_url = sql_url
     acknowledged: list[str] = []
@@ -107,7 +107,11 @@ def test_kill_9_loses_no_acknowledged_action(sql_url: str) -> None:
                     if len(acknowledged) >= 60:
                         enough.set()
 
-    with serve_process(server_env(store_url), workers=2) as (url, process):
+    with serve_process(
+        # one caller floods runs: a rate far above the default
+        {**server_env(store_url), **shared_rates, "FLASK_RUN_RATE_LIMIT": "100000/minute"},
+        workers=2,
+    ) as (url, process):
         clients = [threading.Thread(target=client, args=(url,)) for _ in range(4)]
         for thread in clients:
             thread.start()
