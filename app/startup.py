@@ -42,7 +42,7 @@ def check(workers: int) -> dict[str, Any]:
     config = load_settings()
     make_state_builder(config)  # MissingCredentials, with what to set
     refuse_split_memory_store(config, workers)
-    open_store(config["STORE_URL"]).close()  # reachable, and its tables made
+    open_store(config["STORE_URL"], config).close()  # reachable, and its tables made
     return config
 
 
