@@ -383,10 +383,12 @@ class _Pool:
                 conn = self.backend.connect()
             yield conn
         finally:
-            if conn is not None and (self._closed or not self.backend.reusable(conn)):
+            if conn is not None and not self.backend.reusable(conn):
                 self._discard(conn)
                 conn = None
             self._slots.put(conn)
+            if self._closed:  # closed while this one was out: close it too
+                self.close()
 
     def close(self) -> None:
         """Close the idle connections now, the others when they come back."""
