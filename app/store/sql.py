@@ -1,4 +1,5 @@
-"""SQLite and PostgreSQL stores, straight on their drivers (sqlite3, psycopg 3).
+"""SQLite and PostgreSQL stores, straight on their drivers (sqlite3, psycopg 3:
+cheaper per statement than SQLAlchemy Core, measured in bench/README.md).
 
 Every state change is one statement whose WHERE clause is the compare-and-set,
 so it is atomic across threads, processes and hosts:
@@ -38,6 +39,11 @@ and the statement repeated when that is safe (reads, create, sweep). Anything
 else, a statement timeout, or no free connection within
 STORE_POOL_TIMEOUT_SECONDS, is StoreUnavailable (503, Retry-After).
 
+Through PgBouncer in transaction mode the session's statement_timeout does
+not follow the client from one server connection to the next: set it on the
+role too (ALTER ROLE ... SET statement_timeout) or use PgBouncer's
+query_timeout.
+
 Prepared statements: psycopg prepares a statement on a connection from its
 ``PREPARE_THRESHOLD``-th use. Behind a pooler in transaction mode whose
 version cannot track them (PgBouncer before 1.21, Debian 12 ships 1.18) put
@@ -53,6 +59,7 @@ import queue
 import select
 import sqlite3
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
@@ -62,7 +69,7 @@ from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.pq import TransactionStatus
+from psycopg.pq import ConnStatus, TransactionStatus
 
 from app.store.base import ActionRecord, StoreError, StoreUnavailable
 
@@ -215,7 +222,7 @@ def _sql(text: str, *, pg: bool) -> str:
 # --- the two backends ------------------------------------------------------------
 class _Postgres:
     """psycopg 3 in autocommit mode; the pool holds each connection's one cursor
-    (a new cursor per statement costs ~10 us here, bench/README.md)."""
+    (cheaper than a new cursor per statement)."""
 
     pg = True
     errors: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg.InterfaceError)
@@ -240,17 +247,25 @@ class _Postgres:
         return conn.cursor()
 
     @staticmethod
-    def reusable(cursor: Any) -> bool:
-        """False if the connection is closed, broken, mid-transaction or has
-        something to read: the server's goodbye (restart, idle timeout) or
-        the end of the stream. Asks the socket, not the server: no round trip."""
-        conn = cursor.connection
-        if conn.closed or conn.broken or conn.info.transaction_status != TransactionStatus.IDLE:
+    def alive(cursor: Any) -> bool:
+        """Whether an idle connection can serve: open, not in a transaction,
+        and nothing to read on its socket (else the server's goodbye: a
+        restart, an idle timeout). Asks the socket, not the server: no round
+        trip."""
+        pgconn = cursor.connection.pgconn
+        if pgconn.status != ConnStatus.OK or pgconn.transaction_status != TransactionStatus.IDLE:
             return False
         try:
-            return not select.select([conn.fileno()], [], [], 0)[0]
+            return not select.select([pgconn.socket], [], [], 0)[0]
         except (OSError, ValueError, psycopg.Error):
             return False
+
+    @staticmethod
+    def reusable(cursor: Any) -> bool:
+        """Whether a connection coming back from a statement may be kept."""
+        pgconn = cursor.connection.pgconn
+        idle = pgconn.transaction_status == TransactionStatus.IDLE
+        return idle and pgconn.status == ConnStatus.OK
 
     @staticmethod
     def broken(cursor: Any) -> bool:
@@ -301,8 +316,10 @@ class _SQLite:
         return conn
 
     @staticmethod
-    def reusable(conn: Any) -> bool:
+    def alive(conn: Any) -> bool:
         return not conn.in_transaction
+
+    reusable = alive
 
     @staticmethod
     def broken(conn: Any) -> bool:
@@ -351,24 +368,27 @@ class _Fetched:
 
 
 class _Pool:
-    """At most ``size`` connections, opened when a thread needs one and none is
-    idle, shared by every thread. Each slot of the stack holds an idle
-    connection or None (not opened yet); last in, first out, so a process
-    whose threads never overlap keeps one connection."""
+    """At most ``size`` connections in use at once, shared by every thread.
+
+    A thread takes a permit (waiting at most the pool timeout), then the idle
+    connection used last, or opens one when none is idle; it gives both back
+    when done. A connection is opened only when every open one is busy, so a
+    process whose requests never overlap keeps one.
+    """
 
     def __init__(self, backend: _Postgres | _SQLite, settings: PoolSettings) -> None:
         self.backend, self.settings = backend, settings
-        self._slots: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._permits: queue.SimpleQueue[None] = queue.SimpleQueue()
         for _ in range(settings.size):
-            self._slots.put(None)
+            self._permits.put(None)
+        self._idle: deque[Any] = deque()  # append and pop are thread-safe
         self._closed = False
 
-    @contextmanager
-    def connection(self) -> Iterator[Any]:
-        """A connection for this thread alone; driver errors from connecting
-        propagate; StoreUnavailable when none is free in time."""
+    def take(self) -> Any:
+        """A connection for this thread alone (give it back); driver errors
+        from connecting propagate; StoreUnavailable when none is free in time."""
         try:
-            conn = self._slots.get(timeout=self.settings.timeout)
+            self._permits.get(timeout=self.settings.timeout)
         except queue.Empty:
             raise StoreUnavailable(
                 f"cannot use the action store: no free connection within "
@@ -376,30 +396,44 @@ class _Pool:
                 "STORE_POOL_SIZE, STORE_POOL_TIMEOUT_SECONDS)"
             ) from None
         try:
-            if conn is not None and not self.backend.reusable(conn):
+            while True:
+                try:
+                    conn = self._idle.pop()
+                except IndexError:
+                    return self.backend.connect()
+                if self.backend.alive(conn):
+                    return conn
                 self._discard(conn)
-                conn = None
-            if conn is None:
-                conn = self.backend.connect()
+        except BaseException:
+            self._permits.put(None)
+            raise
+
+    def give(self, conn: Any) -> None:
+        if self.backend.reusable(conn):
+            self._idle.append(conn)
+        else:
+            self._discard(conn)
+        self._permits.put(None)
+        if self._closed:  # closed while this one was out: close it too
+            self.close()
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        conn = self.take()
+        try:
             yield conn
         finally:
-            if conn is not None and not self.backend.reusable(conn):
-                self._discard(conn)
-                conn = None
-            self._slots.put(conn)
-            if self._closed:  # closed while this one was out: close it too
-                self.close()
+            self.give(conn)
 
     def close(self) -> None:
         """Close the idle connections now, the others when they come back."""
         self._closed = True
         while True:
             try:
-                conn = self._slots.get_nowait()
-            except queue.Empty:
+                conn = self._idle.pop()
+            except IndexError:
                 return
-            if conn is not None:
-                self._discard(conn)
+            self._discard(conn)
 
     def _discard(self, conn: Any) -> None:
         with suppress(Exception):
@@ -476,13 +510,15 @@ class SQLStore:
         """
         for attempt in (1, 2):
             try:
-                with self._pool.connection() as conn:
-                    try:
-                        return work(conn)
-                    except self.backend.errors:
-                        if retry and attempt == 1 and self.backend.broken(conn):
-                            continue
-                        raise
+                conn = self._pool.take()
+                try:
+                    return work(conn)
+                except self.backend.errors:
+                    if retry and attempt == 1 and self.backend.broken(conn):
+                        continue
+                    raise
+                finally:
+                    self._pool.give(conn)
             except self.backend.errors as error:
                 raise _store_unavailable(error) from error
             except DRIVER_ERRORS as error:
