@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 from app.settings import ConfigError, load_settings
-from app.store import StoreUnavailable, open_store
+from app.store import StoreUnavailable
 from app.store.sql import PoolSettings, SQLStore, sqlite_path
 from tests.postgres import conninfo
 from tests.store_fixtures import execute_directly
@@ -50,9 +50,10 @@ def test_a_statement_that_waits_too_long_is_store_unavailable(sql_url: str) -> N
     try:
         record = make_record(1, runs=HOUR)
         store.create(record, T0)
-        with lock_held(sql_url, record.action_id):
-            with pytest.raises(StoreUnavailable, match="statement timeout|locked"):
-                store.cancel(record.action_id, T0)
+        with lock_held(sql_url, record.action_id), pytest.raises(
+            StoreUnavailable, match=r"statement timeout|locked"
+        ):
+            store.cancel(record.action_id, T0)
         # The connection is fine afterwards: the next statement succeeds on it.
         assert store.cancel(record.action_id, T0) is not None
     finally:
@@ -69,7 +70,7 @@ def test_no_free_connection_in_time_is_store_unavailable(sql_url: str) -> None:
             waiting = threading.Thread(target=lambda: outcome.append(store.cancel(
                 record.action_id, T0)))
             waiting.start()  # holds the pool's one connection while it waits
-            with pytest.raises(StoreUnavailable, match="no free connection within 0.2 s"):
+            with pytest.raises(StoreUnavailable, match=r"no free connection within 0\.2 s"):
                 while waiting.is_alive():
                     store.get(record.action_id)
         waiting.join(timeout=30)

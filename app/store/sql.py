@@ -25,7 +25,7 @@ creator holds all three: one row, not three). Its primary key is ordered the
 way enumerate pages (start_time, action_id), so a page is an index range scan
 per principal instead of a scan of all actions.
 
-Connections: each store has a small pool (``_Pool``) of at most
+Connections: each store has a small pool (app/store/pool.py) of at most
 STORE_POOL_SIZE connections, opened when a thread first needs one and shared
 by every thread, so a server whose threads come and go holds no more than
 that. A statement takes a connection for itself only. On PostgreSQL each hot
@@ -55,11 +55,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import queue
 import select
 import sqlite3
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
@@ -72,6 +70,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import ConnStatus, TransactionStatus
 
 from app.store.base import ActionRecord, StoreError, StoreUnavailable
+from app.store.pool import ConnectionPool
 
 SCHEMA_VERSION = 1
 # Upgrades from version N to N + 1: functions of a connection, run in order
@@ -367,79 +366,6 @@ class _Fetched:
         return self.rows[0] if self.rows else None
 
 
-class _Pool:
-    """At most ``size`` connections in use at once, shared by every thread.
-
-    A thread takes a permit (waiting at most the pool timeout), then the idle
-    connection used last, or opens one when none is idle; it gives both back
-    when done. A connection is opened only when every open one is busy, so a
-    process whose requests never overlap keeps one.
-    """
-
-    def __init__(self, backend: _Postgres | _SQLite, settings: PoolSettings) -> None:
-        self.backend, self.settings = backend, settings
-        self._permits: queue.SimpleQueue[None] = queue.SimpleQueue()
-        for _ in range(settings.size):
-            self._permits.put(None)
-        self._idle: deque[Any] = deque()  # append and pop are thread-safe
-        self._closed = False
-
-    def take(self) -> Any:
-        """A connection for this thread alone (give it back); driver errors
-        from connecting propagate; StoreUnavailable when none is free in time."""
-        try:
-            self._permits.get(timeout=self.settings.timeout)
-        except queue.Empty:
-            raise StoreUnavailable(
-                f"cannot use the action store: no free connection within "
-                f"{self.settings.timeout:g} s (all {self.settings.size} in use; "
-                "STORE_POOL_SIZE, STORE_POOL_TIMEOUT_SECONDS)"
-            ) from None
-        try:
-            while True:
-                try:
-                    conn = self._idle.pop()
-                except IndexError:
-                    return self.backend.connect()
-                if self.backend.alive(conn):
-                    return conn
-                self._discard(conn)
-        except BaseException:
-            self._permits.put(None)
-            raise
-
-    def give(self, conn: Any) -> None:
-        if self.backend.reusable(conn):
-            self._idle.append(conn)
-        else:
-            self._discard(conn)
-        self._permits.put(None)
-        if self._closed:  # closed while this one was out: close it too
-            self.close()
-
-    @contextmanager
-    def connection(self) -> Iterator[Any]:
-        conn = self.take()
-        try:
-            yield conn
-        finally:
-            self.give(conn)
-
-    def close(self) -> None:
-        """Close the idle connections now, the others when they come back."""
-        self._closed = True
-        while True:
-            try:
-                conn = self._idle.pop()
-            except IndexError:
-                return
-            self._discard(conn)
-
-    def _discard(self, conn: Any) -> None:
-        with suppress(Exception):
-            self.backend.close(conn)
-
-
 @contextmanager
 def _transaction(conn: Any, begin: str) -> Iterator[None]:
     conn.execute(begin)
@@ -468,7 +394,7 @@ class SQLStore:
         self._statements = {
             name: _sql(text, pg=self.backend.pg) for name, text in _STATEMENTS.items()
         }
-        self._pool = _Pool(self.backend, self.settings)
+        self._pool = ConnectionPool(self.backend, self.settings)
         self._migrate()
         # Whatever forks this process next (granian's workers, gunicorn
         # --preload, multiprocessing) must not share connections with it.
@@ -654,7 +580,7 @@ class SQLStore:
 
     def close(self) -> None:
         """Close every connection; a later call opens new ones."""
-        pool, self._pool = self._pool, _Pool(self.backend, self.settings)
+        pool, self._pool = self._pool, ConnectionPool(self.backend, self.settings)
         pool.close()
 
     def __len__(self) -> int:
@@ -733,7 +659,7 @@ def _storable(text: str) -> bool:
     return "\x00" not in text
 
 
-_INHERITED: list[_Pool] = []  # a forked child's copies of its parent's pools
+_INHERITED: list[ConnectionPool] = []  # a forked child's copies of its parent's pools
 
 
 def _forget_in_child(ref: weakref.ref[SQLStore]) -> None:
@@ -743,7 +669,7 @@ def _forget_in_child(ref: weakref.ref[SQLStore]) -> None:
         # nor close them (closing says goodbye to the server on the parent's
         # behalf), so it keeps them, unused, for as long as it lives.
         _INHERITED.append(store._pool)
-        store._pool = _Pool(store.backend, store.settings)
+        store._pool = ConnectionPool(store.backend, store.settings)
 
 
 def _row(record: ActionRecord) -> dict[str, Any]:
