@@ -44,6 +44,22 @@ DEPENDENT_TOKENS_CACHE_TTL_SECONDS: int = 47 * 3600
 # memory:// (default, lost on restart), sqlite:///path/to/file.db, or
 # postgresql://user@host/dbname.
 STORE_URL: str = "memory://"
+# SQL stores (SQLite, PostgreSQL): each worker process keeps a pool of at most
+# STORE_POOL_SIZE connections, opened only when needed (a worker whose
+# requests never overlap keeps one). Keep it at least the server's threads per
+# worker (default 4), so a request never waits for a connection; the default
+# leaves room to raise the threads to 8. Workers x STORE_POOL_SIZE must fit
+# under PostgreSQL's max_connections (or PgBouncer's max_client_conn).
+STORE_POOL_SIZE: int = 8
+# Seconds a statement waits for a free pooled connection before the request
+# is answered 503 (StoreUnavailable, with Retry-After).
+STORE_POOL_TIMEOUT_SECONDS: float = 5.0
+# The longest a store statement may take before the request is answered 503:
+# PostgreSQL's statement_timeout (set on each connection), SQLite's wait for
+# the write lock. Statements take milliseconds; this is far above that, so a
+# busy database is not mistaken for a dead one, and below a proxy's read
+# timeout (nginx: 60 s), so the client gets a 503 rather than a 504.
+STORE_STATEMENT_TIMEOUT_SECONDS: float = 10.0
 
 # --- Actions -----------------------------------------------------------------
 # Each action finishes a random number of seconds in [MIN, MAX] after it starts.

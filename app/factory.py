@@ -77,7 +77,7 @@ def create_app(
     metrics = Metrics()
 
     validator = RunRequestValidator(int(app.config["MAX_REQUEST_ID_LENGTH"]))
-    store = open_store(app.config["STORE_URL"])
+    store = open_store(app.config["STORE_URL"], app.config)
     app.extensions["auth_state_builder"] = make_state_builder(app.config, metrics)
     app.extensions["run_validator"] = validator
     app.extensions["store"] = store

@@ -64,6 +64,12 @@ class ServiceSettings(BaseSettings):
         ge=0, le=47 * 3600,
     )
     STORE_URL: str = _form("memory://, sqlite:///path/to/actions.db or postgresql://user@host/db")
+    STORE_POOL_SIZE: int = _form("a whole number of connections from 1 to 1000", ge=1, le=1000)
+    STORE_POOL_TIMEOUT_SECONDS: float = _form("a number of seconds, more than 0 and at most 300",
+                                              gt=0, le=300)
+    STORE_STATEMENT_TIMEOUT_SECONDS: float = _form(
+        "a number of seconds, at least 0.001 and at most 3600", ge=0.001, le=3600
+    )
     MIN_DELAY_SECONDS: float = _form("a number of seconds, at least 0", ge=0)
     MAX_DELAY_SECONDS: float = _form("a number of seconds, at least MIN_DELAY_SECONDS", ge=0)
     FAILURE_RATE: float = _form("a number from 0 to 1", ge=0, le=1)

@@ -54,7 +54,7 @@ def check(workers: int, asked_by: str = "") -> dict[str, Any]:
     make_state_builder(config)  # MissingCredentials, with what to set
     refuse_split_memory_store(config, workers, asked_by)
     refuse_per_process_rate_limits(config, workers)
-    open_store(config["STORE_URL"]).close()  # reachable, and its tables made
+    open_store(config["STORE_URL"], config).close()  # reachable, and its tables made
     check_storage_reachable(config)  # rate limits: Redis answers (app.ratelimit)
     return config
 

@@ -16,6 +16,12 @@ start-up heap is frozen out of the garbage collector's way.
     .venv/bin/python -m bench.callgrind --against 48db839      # + that commit, same rounds
     .venv/bin/python -m bench.callgrind --scenario run --rounds 3
     .venv/bin/python -m bench.callgrind --tree HEAD --against HEAD~1   # two commits
+    .venv/bin/python -m bench.callgrind --store postgresql --against 6e7b116
+
+``--store sqlite`` or ``postgresql`` serves from that store instead of memory:
+a fresh file, or a fresh schema on BENCH_POSTGRES_URL (default the local
+server's database ``test``), for each process; only this process's
+instructions are counted, not the database server's.
 
 ``--against REF`` (repeatable; ``--tree REF`` measures a commit in place of
 the working tree) checks REF out with ``git worktree add`` into a temporary
@@ -28,6 +34,7 @@ medians and each ratio (tree / REF).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import gc
 import io
@@ -46,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ("introspect", "status", "run")
 TOKEN = "Bearer dev-token-bench"
 WARMUP = 50  # requests before the counted ones, in both processes
+PG_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 # --- inside the measured process ------------------------------------------------
@@ -63,7 +71,7 @@ def _serve(source: str, scenarios: list[str], n1: int, n2: int) -> None:
     dump = ctypes.CDLL(helper).dump_stats if helper else lambda name: None
     app = create_app({
         "AUTH_MODE": "dev",
-        "STORE_URL": "memory://",
+        "STORE_URL": os.environ.get("BENCH_CALLGRIND_STORE", "memory://"),
         "MIN_DELAY_SECONDS": 86_400,  # actions stay ACTIVE
         "MAX_DELAY_SECONDS": 172_800,
         "INTROSPECT_CACHE_TTL_SECONDS": 86_400,  # no re-introspection, however slow the run
@@ -140,11 +148,25 @@ def _build_helper(workdir: Path) -> Path:
 
 
 def measure(source: Path, scenarios: list[str], n1: int, n2: int, workdir: Path,
-            helper: Path, tag: str) -> dict[str, float]:
+            helper: Path, tag: str, store: str = "memory") -> dict[str, float]:
     """Instructions per request of each scenario, for the app in ``source``."""
+    with contextlib.ExitStack() as stack:
+        if store == "sqlite":
+            url = f"sqlite:///{workdir / f'{tag}.db'}"
+        elif store == "postgresql":
+            from tests.postgres import temporary_schema
+
+            url = stack.enter_context(temporary_schema(PG_URL, "wt_callgrind"))
+        else:
+            url = "memory://"
+        return _measure(source, scenarios, n1, n2, workdir, helper, tag, url)
+
+
+def _measure(source: Path, scenarios: list[str], n1: int, n2: int, workdir: Path,
+             helper: Path, tag: str, store_url: str) -> dict[str, float]:
     out = workdir / f"callgrind.{tag}.out"
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
-           "BENCH_CALLGRIND_HELPER": str(helper)}
+           "BENCH_CALLGRIND_HELPER": str(helper), "BENCH_CALLGRIND_STORE": store_url}
     for key in [k for k in env if k.startswith("FLASK_")]:
         del env[key]  # the tree's config.py and the overrides above, nothing else
     command = [
@@ -201,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure this commit in place of the working tree")
     parser.add_argument("--scenario", action="append", choices=SCENARIOS)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--store", choices=("memory", "sqlite", "postgresql"), default="memory")
     parser.add_argument("--n1", type=int, default=100)
     parser.add_argument("--n2", type=int, default=600)
     parser.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
@@ -232,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                 for round_no in range(1, args.rounds + 1):
                     jobs = {
                         name: pool.submit(measure, source, scenarios, args.n1, args.n2,
-                                          workdir, helper, f"{index}.{round_no}")
+                                          workdir, helper, f"{index}.{round_no}", args.store)
                         for index, (name, source) in enumerate(sides.items())
                     }
                     for name, job in jobs.items():

@@ -38,7 +38,7 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from app.store import ActionRecord, MemoryStore
-from app.store.sql import SQLStore, _principal_rows, _row, action_principals, actions
+from app.store.sql import _COLUMNS, SQLStore, _principal_rows, _row
 from tests.postgres import temporary_schema
 
 TOKEN = {"Authorization": "Bearer dev-token-bench"}
@@ -162,56 +162,43 @@ def bulk_insert(store: Any, template: ActionRecord, count: int, start: int) -> l
     return ids
 
 
-ACTION_COLUMNS = [column.name for column in actions.c]
-PRINCIPAL_COLUMNS = [column.name for column in action_principals.c]
+def _principals(records: list[ActionRecord]) -> list[tuple[str, int, str, int]]:
+    """The action_principals rows of ``records``."""
+    return [(principal, _row(r)["start_time_us"], r.action_id, mask)
+            for r in records for principal, mask in _principal_rows(r)]
 
 
 def _sqlite_bulk(store: SQLStore, records: list[ActionRecord]) -> None:
     import json
 
-    raw = store._engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        cursor.execute("BEGIN IMMEDIATE")
-        marks = ",".join("?" * len(ACTION_COLUMNS))
+    with store._pool.connection() as conn:
+        conn.execute("BEGIN IMMEDIATE")
         rows = []
         for record in records:
             row = _row(record)
             row["monitor_by"] = json.dumps(row["monitor_by"])
             row["manage_by"] = json.dumps(row["manage_by"])
-            rows.append([row[c] for c in ACTION_COLUMNS])
-        names = ",".join(ACTION_COLUMNS)
-        cursor.executemany(f"INSERT INTO actions ({names}) VALUES ({marks})", rows)
-        cursor.executemany(
-            "INSERT INTO action_principals VALUES (?,?,?,?)",
-            [[p[c] for c in PRINCIPAL_COLUMNS] for r in records for p in _principal_rows(r)],
-        )
-        cursor.execute("COMMIT")
-    finally:
-        raw.close()
+            rows.append([row[c] for c in _COLUMNS])
+        marks = ",".join("?" * len(_COLUMNS))
+        conn.executemany(f"INSERT INTO actions ({','.join(_COLUMNS)}) VALUES ({marks})", rows)
+        conn.executemany("INSERT INTO action_principals VALUES (?,?,?,?)", _principals(records))
+        conn.execute("COMMIT")
 
 
 def _postgres_bulk(store: SQLStore, records: list[ActionRecord]) -> None:
     from psycopg.types.json import Json
 
-    raw = store._engine.raw_connection()
-    try:
-        connection = raw.driver_connection
-        with connection.cursor() as cursor:
-            with cursor.copy(f"COPY actions ({','.join(ACTION_COLUMNS)}) FROM STDIN") as copy:
-                for record in records:
-                    row = _row(record)
-                    row["monitor_by"] = Json(row["monitor_by"])
-                    row["manage_by"] = Json(row["manage_by"])
-                    copy.write_row([row[c] for c in ACTION_COLUMNS])
-            names = ",".join(PRINCIPAL_COLUMNS)
-            with cursor.copy(f"COPY action_principals ({names}) FROM STDIN") as copy:
-                for record in records:
-                    for p in _principal_rows(record):
-                        copy.write_row([p[c] for c in PRINCIPAL_COLUMNS])
-        connection.commit()
-    finally:
-        raw.close()
+    with store._pool.connection() as cursor, cursor.connection.transaction():
+        with cursor.copy(f"COPY actions ({','.join(_COLUMNS)}) FROM STDIN") as copy:
+            for record in records:
+                row = _row(record)
+                row["monitor_by"] = Json(row["monitor_by"])
+                row["manage_by"] = Json(row["manage_by"])
+                copy.write_row([row[c] for c in _COLUMNS])
+        names = "principal, start_time_us, action_id, roles"
+        with cursor.copy(f"COPY action_principals ({names}) FROM STDIN") as copy:
+            for row in _principals(records):
+                copy.write_row(row)
 
 
 @contextmanager

@@ -51,7 +51,7 @@ from typing import Any
 import psycopg
 
 from app.store import ActionRecord
-from app.store.sql import _PG_SQL, SQLStore
+from app.store.sql import _STATEMENTS, SQLStore, _sql
 from bench import run as runner
 from bench import store_bench
 from tests.postgres import conninfo, private_cluster, temporary_schema
@@ -260,10 +260,10 @@ def main(argv: list[str] | None = None) -> int:
                 "pg_round_trip_us": round_trip_probe(urls["postgresql"]),
                 # The status statement itself, idle and after as much CPU work as a
                 # memory-store status does; SELECT 1 after a memory-store run's.
-                "pg_get_us": round_trip_probe(urls["postgresql"], _PG_SQL.get,
+                "pg_get_us": round_trip_probe(urls["postgresql"], _sql(_STATEMENTS["get"], pg=True),
                                               [ids["postgresql"]]),
                 "pg_get_after_busy_us": round_trip_probe(
-                    urls["postgresql"], _PG_SQL.get, [ids["postgresql"]],
+                    urls["postgresql"], _sql(_STATEMENTS["get"], pg=True), [ids["postgresql"]],
                     1e6 / measured["memory status"]["rps"]),
                 "pg_round_trip_after_run_busy_us": round_trip_probe(
                     urls["postgresql"], busy_us=1e6 / measured["memory run"]["rps"]),

@@ -11,7 +11,7 @@ if ! _pg_refused=$(.venv/bin/python - "$TEST_POSTGRES_URL" 2>&1 <<'PY'
 import sys
 
 import psycopg
-from sqlalchemy.engine import make_url
+from psycopg.conninfo import conninfo_to_dict
 
 from tests.postgres import conninfo
 
@@ -19,7 +19,8 @@ try:
     psycopg.connect(conninfo(sys.argv[1]), connect_timeout=3).close()
 except psycopg.Error as error:
     reason = str(error).strip().splitlines()[-1]
-    sys.exit(f"{make_url(sys.argv[1])!r}: {reason}")  # the password, if any, masked
+    where = conninfo_to_dict(conninfo(sys.argv[1]))  # no password in the line
+    sys.exit(f"{where.get('host')}:{where.get('port', 5432)}/{where.get('dbname')}: {reason}")
 PY
 ); then
   _pg_bin=$(.venv/bin/python -c 'from tests.postgres import PG_BIN; print(PG_BIN)')

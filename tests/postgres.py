@@ -21,8 +21,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
-from sqlalchemy.engine import make_url
 
+from app.store.sql import libpq_conninfo
 from tests.server import stop_process_group
 
 
@@ -50,9 +50,8 @@ PG_BIN = server_binaries()
 
 
 def conninfo(url: str) -> str:
-    """A libpq URI for a STORE_URL (SQLAlchemy driver names removed)."""
-    parsed = make_url(url)
-    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    """A libpq URI for a STORE_URL (the store's own key prepared_statements removed)."""
+    return libpq_conninfo(url)[0]
 
 
 def with_schema(url: str, schema: str) -> str:

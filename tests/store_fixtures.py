@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import itertools
 import os
+import sqlite3
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy.engine import make_url
+from psycopg.conninfo import conninfo_to_dict
 
+from app.store.sql import sqlite_path
 from tests.postgres import conninfo, create_schema, drop_schemas
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -33,8 +36,9 @@ def postgres_server() -> Iterator[str]:
         with psycopg.connect(conninfo(POSTGRES_URL), connect_timeout=3) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as error:
-        pytest.fail(f"PostgreSQL at {make_url(POSTGRES_URL)!r} is unreachable: {error} "
-                    "(scripts/test starts a private server when it is)")
+        where = conninfo_to_dict(conninfo(POSTGRES_URL))
+        pytest.fail(f"PostgreSQL at {where.get('host')}:{where.get('port', 5432)} is "
+                    f"unreachable: {error} (scripts/test starts a private server when it is)")
     yield POSTGRES_URL
     drop_schemas(POSTGRES_URL, _SESSION + "%")
 
@@ -50,3 +54,18 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
     return f"sqlite:///{tmp_path}/actions.db"
+
+
+def execute_directly(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement on the store's database beside the store (autocommit);
+    its rows, if any."""
+    if url.startswith("sqlite:"):
+        conn = sqlite3.connect(sqlite_path(url), isolation_level=None)
+        try:
+            cursor = conn.execute(sql, params)
+            return [tuple(row) for row in cursor.fetchall()]
+        finally:
+            conn.close()
+    with psycopg.connect(conninfo(url), autocommit=True, connect_timeout=3) as conn:
+        cursor = conn.execute(sql, params)
+        return [tuple(row) for row in cursor.fetchall()] if cursor.description else []

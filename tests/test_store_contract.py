@@ -15,17 +15,11 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from app.store import ActionStore, UnknownStoreURL, open_store
 from app.store.base import ROLES, ActionRecord, effective_status, holds_role
-from app.store.sql import (
-    SCHEMA_VERSION,
-    SchemaTooNew,
-    action_principals,
-    actions,
-    schema_version,
-)
+from app.store.sql import SCHEMA_VERSION, SchemaTooNew
+from tests.store_fixtures import execute_directly
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -461,12 +455,16 @@ def test_released_and_swept_actions_leave_no_rows_behind(sql_url: str) -> None:
             store.create(make_record(n, monitor_by=("m",), manage_by=("g",)), T0)
         store.release(make_record(0).action_id)
         assert store.sweep(T0 + 2 * HOUR, 100) == 5
-        with store._engine.connect() as conn:  # type: ignore[attr-defined]
-            for table in (actions, action_principals):
-                count = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
-                assert count == 0, table.name
+        for table in ("actions", "action_principals"):
+            assert execute_directly(sql_url, f"SELECT count(*) FROM {table}") == [(0,)], table
     finally:
         store.close()
+
+
+def backend_pid(store: Any) -> int:
+    """The PostgreSQL session behind the store's next statement (LIFO pool)."""
+    with store._pool.connection() as cursor:
+        return int(cursor.connection.info.backend_pid)
 
 
 @pytest.mark.parametrize("setting", ["on", "off"])
@@ -479,8 +477,9 @@ def test_prepared_statements_follow_the_url(postgres_url: str, setting: str) -> 
         store.create(record, T0)
         for _ in range(3):
             assert store.get(record.action_id) == record
-        conn = store._threads.conn  # type: ignore[attr-defined]
-        prepared = conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0]
+        with store._pool.connection() as cursor:  # type: ignore[attr-defined]
+            cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+            prepared = cursor.fetchone()[0]
         assert (prepared > 0) == (setting == "on"), prepared
     finally:
         store.close()
@@ -489,40 +488,44 @@ def test_prepared_statements_follow_the_url(postgres_url: str, setting: str) -> 
 def test_a_connection_the_server_closed_is_replaced_without_an_error(postgres_url: str) -> None:
     """No pre-ping: the next call sees the closed socket and reconnects, even
     a cancel (which is never repeated after a connection breaks under it)."""
-    import psycopg
-
-    from tests.postgres import conninfo
-
     store = open_store(postgres_url)
     try:
         record = make_record(1)
         store.create(record, T0)
-        pid = store._threads.conn.info.backend_pid  # type: ignore[attr-defined]
-        with psycopg.connect(conninfo(postgres_url), autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+        pid = backend_pid(store)
+        execute_directly(postgres_url, "SELECT pg_terminate_backend(%s, 5000)", (pid,))
         assert store.cancel(record.action_id, T0) is not None
-        assert store._threads.conn.info.backend_pid != pid  # type: ignore[attr-defined]
+        assert backend_pid(store) != pid
     finally:
         store.close()
 
 
-def test_driver_errors_do_not_carry_statement_values(sql_url: str) -> None:
+def test_unexpected_driver_errors_do_not_carry_statement_values(sql_url: str) -> None:
     """An unexpected driver error is logged with its 500: never with the
-    request's values (a label, a request_id) in it."""
+    request's values (a label, a request_id) in it, though the database's
+    own message quotes them (DETAIL: Key (...)=(...) already exists)."""
+    from app.store import StoreError
+
     store = open_store(sql_url)
     try:
-        with pytest.raises(sa.exc.StatementError) as caught, store._engine.connect() as conn:
-            conn.execute(sa.text("SELECT no_such_column, :p"), {"p": "secret-label-value"})
-        assert "secret-label-value" not in str(caught.value)
+        store.create(make_record(1, label="secret-label-value"), T0)
+        mark = "%s" if store.dialect == "postgresql" else "?"  # type: ignore[attr-defined]
+        duplicate = f"INSERT INTO action_principals SELECT principal, start_time_us, " \
+            f"action_id, roles FROM action_principals WHERE action_id = {mark}"
+        with pytest.raises(StoreError) as caught:
+            store._run(  # type: ignore[attr-defined]
+                lambda conn: conn.execute(duplicate, (make_record(1).action_id,)), retry=False
+            )
+        assert "Violation" in str(caught.value) or "CONSTRAINT" in str(caught.value)
+        assert make_record(1).action_id not in str(caught.value)
+        assert caught.value.__cause__ is None and caught.value.__suppress_context__
     finally:
         store.close()
 
 
 def test_a_newer_schema_is_refused(sql_url: str) -> None:
-    store = open_store(sql_url)
-    with store._engine.begin() as conn:  # type: ignore[attr-defined]
-        conn.execute(schema_version.update().values(version=SCHEMA_VERSION + 1))
-    store.close()
+    open_store(sql_url).close()
+    execute_directly(sql_url, f"UPDATE schema_version SET version = {SCHEMA_VERSION + 1}")
     with pytest.raises(SchemaTooNew, match="upgrade the code"):
         open_store(sql_url)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from app.store.base import ActionRecord, ActionStore, StoreError, StoreUnavailable
 from app.store.memory import MemoryStore
 
@@ -22,24 +25,24 @@ class UnknownStoreURL(ValueError):
     pass
 
 
-def open_store(url: str) -> ActionStore:
-    """Open the store that ``url`` names."""
+def open_store(url: str, config: Mapping[str, Any] | None = None) -> ActionStore:
+    """Open the store that ``url`` names; a SQL store takes its pool settings
+    (STORE_POOL_SIZE, ...) from ``config``, config.py's defaults without one."""
     scheme = url.split(":", 1)[0].lower() if ":" in url else url.lower()
     if scheme == "memory":
         if url not in ("memory://", "memory"):
             raise UnknownStoreURL(f"STORE_URL memory:// takes no path or options; use {SUPPORTED}")
         return MemoryStore()
     if scheme in ("sqlite", "postgresql", "postgres", "postgresql+psycopg"):
-        from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-
         from app.store.diagnosis import explain
-        from app.store.sql import SQLStore  # SQLAlchemy only when a SQL store is asked for
+        from app.store.sql import DRIVER_ERRORS, PoolSettings, SQLStore  # the drivers only now
 
         try:
-            return SQLStore(url)
-        except (ValueError, ArgumentError) as error:
+            settings = PoolSettings() if config is None else PoolSettings.from_config(config)
+            return SQLStore(url, settings)
+        except ValueError as error:
             raise UnknownStoreURL(f"bad STORE_URL: {error}") from None
-        except (StoreError, SQLAlchemyError) as error:
+        except (StoreError, *DRIVER_ERRORS) as error:
             explained = explain(url, error)  # start-up: one line saying what to do
             if explained is None:
                 raise

@@ -11,7 +11,9 @@ import re
 from pathlib import Path
 from urllib.parse import unquote
 
-from sqlalchemy.engine import make_url
+from psycopg.conninfo import conninfo_to_dict
+
+from app.store.sql import libpq_conninfo, sqlite_path
 
 
 def driver_error(error: BaseException) -> BaseException | None:
@@ -29,10 +31,9 @@ def explain(url: str, error: BaseException) -> str | None:
     cause = driver_error(error)
     if cause is None:
         return None
-    parsed = make_url(url)
     text = str(cause).strip()
-    if parsed.get_backend_name() == "sqlite":
-        path = Path(parsed.database or "")
+    if url.lower().startswith("sqlite:"):
+        path = Path(sqlite_path(url))
         if "unable to open" in text or "readonly" in text or "read-only" in text:
             return (
                 f"STORE_URL: SQLite cannot create or write {path}: the service's user needs "
@@ -40,9 +41,11 @@ def explain(url: str, error: BaseException) -> str | None:
                 "and -shm beside the file)"
             )
         return None
-    user, database = parsed.username or "(your login name)", parsed.database
-    where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
-    schema = _search_path(parsed.query.get("options")) or "public"
+    parsed = conninfo_to_dict(libpq_conninfo(url)[0])
+    user, database = parsed.get("user") or "(your login name)", parsed.get("dbname")
+    host = parsed.get("host") or "localhost"
+    where = f"{host}:{parsed.get('port') or 5432}"
+    schema = _search_path(parsed.get("options")) or "public"
     sqlstate = getattr(cause, "sqlstate", None)
     if sqlstate == "3F000":  # invalid_schema_name: nothing on search_path to create in
         return (
@@ -59,7 +62,7 @@ def explain(url: str, error: BaseException) -> str | None:
     if re.search(r'database ".*" does not exist', text):
         return (
             f"STORE_URL: PostgreSQL database {database!r} does not exist on {where}: "
-            f"create it (createdb -h {parsed.host or 'localhost'} -O {user} {database}) "
+            f"create it (createdb -h {host} -O {user} {database}) "
             "or fix the URL"
         )
     if "password authentication failed" in text or "no password supplied" in text:
@@ -72,9 +75,7 @@ def explain(url: str, error: BaseException) -> str | None:
     return None
 
 
-def _search_path(options: str | tuple[str, ...] | None) -> str | None:
+def _search_path(options: str | None) -> str | None:
     """The first schema of ``-csearch_path=...`` in libpq options."""
-    if isinstance(options, tuple):
-        options = " ".join(options)
     found = re.search(r"search_path\s*=\s*([^\s,]+)", unquote(options or ""))
     return found.group(1).strip('"') if found else None
