@@ -130,7 +130,7 @@ def test_a_private_postgresql_when_the_configured_one_does_not_answer():
     url, folder, answer = result.stdout.split()
     assert answer == "42"  # it answered while the script ran
     first = result.stderr.splitlines()[0]
-    assert first.startswith(f"PostgreSQL at postgresql://postgres@127.0.0.1:{port}/test: ")
+    assert first.startswith(f"PostgreSQL at 127.0.0.1:{port}/test: ")
     assert first.endswith("; the tests use a private server on "
                           f"{url.split('@')[1].split('/')[0]} instead (stopped at exit)")
     assert not Path(folder).exists()  # stopped and deleted when the shell exited
