@@ -71,18 +71,3 @@ def test_the_interner_keeps_values_and_forgets_past_its_limit():
     assert intern.principals((a2,)) == (a1,) and intern.principals((a2,))[0] is a1
     intern("b")  # past the limit: starts afresh
     assert intern(a2) is a2
-
-
-def test_ensure_sync_is_remembered_for_plain_functions_only(app):
-    def plain():  # type: ignore[no-untyped-def]
-        return "x"
-
-    async def coroutine():  # type: ignore[no-untyped-def]
-        return "x"
-
-    assert app.ensure_sync(plain) is plain and app.ensure_sync(plain) is plain
-    assert app._sync_funcs[plain] is plain
-    with pytest.raises(RuntimeError, match="async"):  # Flask's answer without asgiref
-        app.ensure_sync(coroutine)
-    with pytest.raises(RuntimeError, match="async"):  # every time: nothing remembered wrongly
-        app.ensure_sync(coroutine)
