@@ -8,7 +8,6 @@ token) and ``@takes_run_request`` (its body is validated into
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import logging
 from collections.abc import Callable
@@ -65,15 +64,8 @@ def register_hooks(app: Flask) -> None:
 _PROXY_ENVIRON_KEYS = tuple("HTTP_" + h.upper().replace("-", "_") for h in PROXY_HEADERS)
 
 
-@functools.lru_cache(maxsize=1024)
 def is_loopback(address: str) -> bool:
-    """Is this client address (``request.remote_addr``) a loopback address?
-
-    Cached: asked on every dev-mode request. bench/callgrind.py, introspect /
-    status / run: without the cache and routes' _app_and_g (eb12c76) +39.8 k /
-    +51.4 k / +81.3 k instructions a request over b5be33f; _app_and_g alone
-    is 14.5 k / 24.3 k / 53.4 k of that (3af98b2 vs 8113e85), so this cache
-    saves ~25 k / 27 k / 28 k: 4.5 / 4.4 / 3.5 % of the request."""
+    """Is this client address (``request.remote_addr``) a loopback address?"""
     try:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:
