@@ -21,7 +21,6 @@ from types import ModuleType
 from typing import Any, Protocol, TypeVar
 
 import isodate
-import orjson
 from globus_action_provider_tools.authentication import AuthState
 from globus_action_provider_tools.authorization import (
     authorize_action_access_or_404,
@@ -124,12 +123,10 @@ def fingerprint(request: ActionRequest) -> bytes:
     Two requests with one request_id start one action only when their
     fingerprints match; otherwise the second is a conflict.
     """
+    # The same text as stored fingerprints were made of (UTF-8, not \u escapes).
     canonical = _canonical(request)
-    try:
-        text = orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONEncodeError:  # e.g. an integer past 64 bits in the body
-        text = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.blake2b(text, digest_size=16).digest()
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
 def _canonical(request: ActionRequest) -> dict[str, Any]:
