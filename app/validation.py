@@ -14,13 +14,11 @@ from __future__ import annotations
 import copy
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
 import fastjsonschema
 import jsonschema
-import orjson
 import pydantic
 import yaml
 from globus_action_provider_tools.data_types import ActionRequest
@@ -43,71 +41,39 @@ def _finite_float(text: str) -> float:
     return value
 
 
-# orjson parses a body the same as the stdlib path below unless it has big
-# integers (orjson makes floats of those past 64 bits), deep nesting (orjson
-# stops at 1,024 levels, the stdlib at the recursion limit) or escaped NULs
-# (allowed by both, refused here): such bodies skip it. Everything orjson
-# refuses (NaN, Infinity, 1e400, lone surrogates, invalid UTF-8, a BOM, UTF-16)
-# goes to the stdlib path too, which accepts the same or words the refusal.
-_FAST_MAX_BYTES = 16_384
-_FAST_MAX_OPENINGS = 64  # "[" and "{" bytes, in strings or not
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")  # 10**18 and more: maybe past 64 bits
-
-
 def parse_json(data: bytes) -> Any:
     """Parse a request body as strict JSON (no NaN, no Infinity, no overflow,
     no lone surrogates, no NUL characters)."""
-    if (
-        len(data) <= _FAST_MAX_BYTES
-        and data.count(b"[") + data.count(b"{") <= _FAST_MAX_OPENINGS
-        and b"\\u0000" not in data
-        and _LONG_DIGITS.search(data) is None
-    ):
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass  # the stdlib path decides, and says why
-    return parse_json_stdlib(data)
-
-
-def parse_json_stdlib(data: bytes) -> Any:
-    """parse_json without the orjson front: the authority on every body."""
     try:
         document = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as error:
         reason = "nested too deeply" if isinstance(error, RecursionError) else "invalid"
         raise BadActionRequest(f"The request body is not valid JSON ({reason})") from None
-    try:
-        # "\ud800"-style escapes of lone surrogates parse, but are no Unicode
-        # text: no store (PostgreSQL) or log could encode them later.
-        text = json.dumps(document, ensure_ascii=False)
-        text.encode()
-    except RecursionError:
-        raise BadActionRequest("The request body is not valid JSON (nested too deeply)") from None
-    except UnicodeEncodeError:
-        raise BadActionRequest(
-            "The request body is not valid JSON (a string has an unpaired surrogate)"
-        ) from None
-    # "\u0000" is valid JSON, but PostgreSQL cannot store a NUL in text:
-    # refuse it in every store alike. (dumps escapes NUL, so ``text`` has no raw one.)
-    if "\\u0000" in text and _has_nul(document):
-        raise BadActionRequest("The request body has a NUL character (\\u0000) in a string")
+    _check_strings(document)
     return document
 
 
-def _has_nul(document: Any) -> bool:
+def _check_strings(document: Any) -> None:
+    """Refuse strings no store can keep: a lone surrogate ("\\ud800" parses,
+    but is no Unicode text) or a NUL ("\\u0000" is valid JSON, but PostgreSQL
+    cannot store it in text; refused in every store alike)."""
     pending = [document]
     while pending:
         node = pending.pop()
         if isinstance(node, str):
             if "\x00" in node:
-                return True
+                raise BadActionRequest("The request body has a NUL character (\\u0000) in a string")
+            try:
+                node.encode()
+            except UnicodeEncodeError:
+                raise BadActionRequest(
+                    "The request body is not valid JSON (a string has an unpaired surrogate)"
+                ) from None
         elif isinstance(node, dict):
             pending.extend(node.keys())
             pending.extend(node.values())
         elif isinstance(node, list):
             pending.extend(node)
-    return False
 
 
 def load_input_schema() -> dict[str, Any]:

@@ -49,6 +49,7 @@ def test_invalid_bodies_are_400(client, alice, body):
         b'{"request_id": "x", "body": {"utc_offset": 1' + b"0" * 5000 + b"}}",
         b"[" * 30000 + b"]" * 30000,
         b"\xff\xfe{}",
+        b"\xef\xbb\xbf{}",  # a BOM
         b'{"request_id": "x"}',
         b'{"body": {"utc_offset": 1}}',
         b'{"request_id": 5, "body": {"utc_offset": 1}}',
