@@ -150,49 +150,8 @@ class RunRequestValidator:
 def _compile_fast(schema: dict[str, Any]) -> Any:
     """A fastjsonschema validator of ``schema``, ``format`` left out: jsonschema
     checks none of the formats in our two schemas (date-time, uri: their
-    checkers are not installed). That it accepts only what jsonschema
-    accepts is tested on both schemas (tests/test_validation_parity.py).
-
-    Exclusive ``oneOf``s are compiled as ``anyOf`` (below). Measured
-    (bench/callgrind.py, run): without the rewrite 947,579 instructions a
-    request (8df7205) against 933,474 with it (6e0e4b1): -1.5 %."""
-    fast_schema = copy.deepcopy(schema)
-    _exclusive_one_of_as_any_of(fast_schema)
-    return fastjsonschema.compile(fast_schema, use_default=False, use_formats=False)
-
-
-# Keywords whose values are JSON documents to compare with, not schemas.
-_DATA_KEYWORDS = frozenset({"enum", "const", "examples", "example", "default"})
-# JSON types no value has two of ("integer" is a kind of "number").
-_TYPE_FAMILY = {"integer": "number", "number": "number", "string": "string",
-                "object": "object", "array": "array", "boolean": "boolean", "null": "null"}
-
-
-def _exclusive_one_of_as_any_of(node: Any) -> None:
-    """Rewrite, in place, each ``oneOf`` whose branches each demand one JSON
-    type, no two the same (e.g. a number or a string), as ``anyOf``: no value
-    can match two such branches, so both accept the same values, and the
-    compiled ``anyOf`` stops at the first match where ``oneOf`` tries every
-    branch (raising, and catching, an exception for each that fails)."""
-    if isinstance(node, list):
-        for item in node:
-            _exclusive_one_of_as_any_of(item)
-        return
-    if not isinstance(node, dict):
-        return
-    branches = node.get("oneOf")
-    if isinstance(branches, list) and "anyOf" not in node:
-        families = [_type_family(branch) for branch in branches]
-        if None not in families and len(set(families)) == len(families):
-            node["anyOf"] = node.pop("oneOf")
-    for key, value in node.items():
-        if key not in _DATA_KEYWORDS:  # values there are instances, not schemas
-            _exclusive_one_of_as_any_of(value)
-
-
-def _type_family(branch: Any) -> str | None:
-    kind = branch.get("type") if isinstance(branch, dict) else None
-    return _TYPE_FAMILY.get(kind) if isinstance(kind, str) else None
+    checkers are not installed)."""
+    return fastjsonschema.compile(schema, use_default=False, use_formats=False)
 
 
 def _raise_errors(validator: jsonschema.Draft7Validator, instance: Any, root: str) -> None:
