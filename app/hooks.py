@@ -16,7 +16,7 @@ from typing import Any
 import globus_sdk
 from flask import Flask, Request, g, request
 from globus_action_provider_tools.errors import AuthenticationError
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from app.auth import AuthResponseMalformed, ProviderAuthStateBuilder
 from app.errors import ActionForbidden, AuthUnavailable, BearerUnauthorized
@@ -125,21 +125,25 @@ def validate_run_request(app: Flask, req: Request, view: View | None) -> None:
 
 
 def read_body(app: Flask, req: Request) -> bytes:
-    """The request body: werkzeug's ``get_data`` (413 beyond MAX_CONTENT_LENGTH,
-    400 for a body shorter than its Content-Length).
+    """The request body: 413 beyond MAX_CONTENT_LENGTH, 400 if the client sends
+    less than its Content-Length, a chunked body read whole.
 
-    A chunked body (no Content-Length) is read from the server's stream, which
-    ends with the body (gunicorn, granian): werkzeug reads it only where the
-    server says so (``wsgi.input_terminated``, which granian does not set) and
-    then cuts it at the limit without a word.
+    Not werkzeug's ``get_data``: behind a server that sets
+    ``wsgi.input_terminated`` (gunicorn, granian) it reads up to the limit
+    rather than the Content-Length, so a body cut short passes unnoticed, and
+    a chunked body past the limit is cut at it without a word.
     """
-    if req.content_length is not None:
-        return req.get_data()
+    length = req.content_length
     limit = app.config["MAX_CONTENT_LENGTH"]
+    if length is not None and length > limit:
+        raise RequestEntityTooLarge()
+    wanted = limit + 1 if length is None else length  # one byte past the limit tells
     stream = req.environ["wsgi.input"]
     data = b""
-    while len(data) <= limit and (more := stream.read(limit + 1 - len(data))):
+    while len(data) < wanted and (more := stream.read(wanted - len(data))):
         data += more
-    if len(data) > limit:
+    if length is None and len(data) > limit:
         raise RequestEntityTooLarge()
+    if length is not None and len(data) < length:
+        raise ClientDisconnected()  # a 400, as werkzeug answers a body cut short
     return data
