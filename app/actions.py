@@ -13,12 +13,13 @@ import hashlib
 import json
 import random
 import re
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from types import ModuleType
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import isodate
 from globus_action_provider_tools.authentication import AuthState
@@ -172,34 +173,6 @@ def public_status(record: ActionRecord, now: datetime) -> dict[str, Any]:
     return document
 
 
-T = TypeVar("T", str, tuple[str, ...])
-
-
-class Interner:
-    """Equal values as one object, so that a caller's many stored actions
-    share its identity strings and principal tuples (this keeps an action in
-    the memory store under 1 kB; bench/memory.py). Bounded: past ``limit``
-    entries it forgets everything (records keep what they got)."""
-
-    def __init__(self, limit: int = 65_536) -> None:
-        self._seen: dict[object, object] = {}
-        self._limit = limit
-
-    def __call__(self, value: T) -> T:
-        found = self._seen.get(value)
-        if found is None:
-            if len(self._seen) >= self._limit:
-                self._seen.clear()
-            self._seen[value] = found = value
-        return found  # type: ignore[return-value]
-
-    def principals(self, values: tuple[str, ...]) -> tuple[str, ...]:
-        found = self._seen.get(values)
-        if found is None:
-            return self(tuple(self(v) for v in values))
-        return found  # type: ignore[return-value]
-
-
 def _outcome(record: ActionRecord, now: datetime) -> tuple[str, str, dict[str, Any]]:
     """(status, display_status, details) of ``record`` at ``now``: the one place
     that decides what each state shows, for the status document and the log."""
@@ -262,7 +235,6 @@ class ActionService:
         # By default the random module's shared generator: the stdlib reseeds
         # it in every forked worker. (Delays and failures are a simulation.)
         self.rng: random.Random | ModuleType = rng or random
-        self._intern = Interner()
         self._swept_at: datetime | None = None
         self._sweep_full = False
 
@@ -307,19 +279,19 @@ class ActionService:
         if request.deadline is not None:
             estimated = min(estimated, self._check_deadline(request.deadline, now))
         succeeds = self.rng.random() >= settings.failure_rate
-        intern = self._intern
-        identities = intern.principals(tuple(sorted(caller.identities)))
+        # One copy of each identity's text in memory, however many actions name it.
+        identities = tuple(sys.intern(i) for i in sorted(caller.identities))
         return ActionRecord(
             action_id=str(uuid.uuid4()),
-            creator_id=intern(caller.effective_identity),
+            creator_id=sys.intern(caller.effective_identity),
             request_id=request.request_id,
             fingerprint=fingerprint(request),
             start_time=now,
             estimated_completion_time=estimated,
             release_after=release_after,
             result=now.astimezone(tz).isoformat() if succeeds else None,
-            monitor_by=intern.principals(tuple(sorted(request.monitor_by))) or identities,
-            manage_by=intern.principals(tuple(sorted(request.manage_by))) or identities,
+            monitor_by=tuple(sorted(request.monitor_by)) or identities,
+            manage_by=tuple(sorted(request.manage_by)) or identities,
             label=request.label,
         )
 

@@ -98,6 +98,16 @@ def test_action_ids_are_distinct_uuid4_text(clock):
     assert all(str(uuid.UUID(text, version=4)) == text for text in ids)
 
 
+def test_a_callers_actions_share_one_copy_of_its_identity(clock):
+    """(Memory: the store keeps one copy of each identity's text.)"""
+    rules = service(clock)
+    ids = [rules.run(request(f"r{n}"), Caller("".join(["urn:", ALICE[4:]])))[0]["action_id"]
+           for n in range(2)]
+    first, second = (rules.store.get(i) for i in ids)
+    assert first.creator_id == ALICE and first.monitor_by == first.manage_by == (ALICE,)
+    assert second.creator_id is first.creator_id is second.monitor_by[0]
+
+
 def test_zero_release_after_is_kept_not_replaced_by_the_default(clock):
     """PT0S (a falsy timedelta) means "release on completion", not P30D."""
     rules = service(clock)
