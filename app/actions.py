@@ -8,7 +8,6 @@ of its stored record and the time, so reading a status never writes.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import random
@@ -96,9 +95,8 @@ def parse_duration(text: str) -> timedelta:
     return value
 
 
-@functools.lru_cache(maxsize=256)
 def format_duration(value: timedelta) -> str:
-    """ISO 8601 text of a duration (cached: a few values recur in every status)."""
+    """ISO 8601 text of a duration ("P30D")."""
     return isodate.duration_isoformat(value)
 
 
