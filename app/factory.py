@@ -7,13 +7,13 @@ import random
 from typing import Any
 
 from flask import Flask
-from globus_action_provider_tools.flask.helpers import assign_json_provider
 
 from app.actions import ActionService, Clock, Settings, utc_now
 from app.auth import make_state_builder, provider_scope
 from app.description import Description
 from app.errors import register_error_handlers
 from app.hooks import register_hooks
+from app.jsonprovider import OrjsonProvider
 from app.logs import configure_logging
 from app.observability import Metrics
 from app.observability import init_app as init_observability
@@ -39,7 +39,7 @@ def create_app(
     app.config.update(load_settings(overrides))
     refuse_in_worker_or_exit(app.config)  # gunicorn -w 3 without our settings
     app.config["DEBUG"] = False  # never the debugger, whatever the environment says
-    assign_json_provider(app)  # the library's JSON: sorted keys, its datetimes and durations
+    app.json = OrjsonProvider(app)
     # Without this, "/actions//x" is an HTML 308 redirect to "/actions/x"; now
     # a 404 JSON. (The map is still empty: there is no static folder.)
     app.url_map = app.url_map_class(merge_slashes=False)
