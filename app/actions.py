@@ -122,10 +122,12 @@ def fingerprint(request: ActionRequest) -> bytes:
     Two requests with one request_id start one action only when their
     fingerprints match; otherwise the second is a conflict.
     """
-    # The same text as stored fingerprints were made of (UTF-8, not \u escapes).
-    canonical = _canonical(request)
-    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = _CANONICAL_JSON.encode(_canonical(request))
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+# The text stored fingerprints were made of: sorted, compact, UTF-8 rather than \u escapes.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _canonical(request: ActionRequest) -> dict[str, Any]:

@@ -47,12 +47,13 @@ def introspect() -> Response | tuple[Response, int]:
 @bp.post("/actions")
 @takes_run_request
 def run() -> tuple[Response, int]:
+    caller = g.auth_state
     description = current_app.extensions["description"]
-    if not g.auth_state.check_authorization(
+    if not caller.check_authorization(
         description.document["runnable_by"], allow_all_authenticated_users=True
     ):
         raise ActionForbidden("You may not run actions on this provider.")
-    status, created = service().run(g.action_request, g.auth_state)
+    status, created = service().run(g.action_request, caller)
     g.action_id = status["action_id"]  # for the request log line (app.observability)
     return jsonify(status), 202 if created else 200
 
