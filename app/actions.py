@@ -57,7 +57,11 @@ _OFFSET_HM = re.compile(r"([+-]?)(\d{1,2}):(\d{2})")
 
 
 @dataclass(frozen=True)
-class Settings:
+class ActionRules:
+    """The rules every action follows, from the configuration: how long it runs
+    (a random delay), how likely it fails, when it is released, and how far
+    ahead a deadline may be."""
+
     min_delay: timedelta
     max_delay: timedelta
     failure_rate: float
@@ -66,8 +70,8 @@ class Settings:
     maximum_deadline: timedelta
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Settings:
-        settings = cls(
+    def from_config(cls, config: dict[str, Any]) -> ActionRules:
+        rules = cls(
             min_delay=timedelta(seconds=float(config["MIN_DELAY_SECONDS"])),
             max_delay=timedelta(seconds=float(config["MAX_DELAY_SECONDS"])),
             failure_rate=float(config["FAILURE_RATE"]),
@@ -75,16 +79,16 @@ class Settings:
             max_release_after=parse_duration(config["MAX_RELEASE_AFTER"]),
             maximum_deadline=parse_duration(config["MAXIMUM_DEADLINE"]),
         )
-        if not timedelta(0) <= settings.min_delay <= settings.max_delay:
+        if not timedelta(0) <= rules.min_delay <= rules.max_delay:
             raise ValueError("need 0 <= MIN_DELAY_SECONDS <= MAX_DELAY_SECONDS")
-        if not 0.0 <= settings.failure_rate <= 1.0:
+        if not 0.0 <= rules.failure_rate <= 1.0:
             raise ValueError("FAILURE_RATE must be between 0 and 1")
         # Else every run request without its own release_after would be a 400.
-        if not timedelta(0) <= settings.release_after <= settings.max_release_after:
+        if not timedelta(0) <= rules.release_after <= rules.max_release_after:
             raise ValueError("need P0D <= RELEASE_AFTER <= MAX_RELEASE_AFTER")
-        if settings.maximum_deadline <= timedelta(0):
+        if rules.maximum_deadline <= timedelta(0):
             raise ValueError("MAXIMUM_DEADLINE must be a positive duration")
-        return settings
+        return rules
 
 
 def parse_duration(text: str) -> timedelta:
@@ -223,14 +227,14 @@ class ActionService:
     def __init__(
         self,
         store: ActionStore,
-        settings: Settings,
+        rules: ActionRules,
         clock: Clock = utc_now,
         rng: random.Random | None = None,
         events: ActionEvents | None = None,
     ) -> None:
         self.store = store
         self.events = events or _NoEvents()
-        self.settings = settings
+        self.rules = rules
         self.clock = clock
         # By default the random module's shared generator: the stdlib reseeds
         # it in every forked worker. (Delays and failures are a simulation.)
@@ -261,24 +265,24 @@ class ActionService:
             self._sweep_full = self.store.sweep(now, SWEEP_LIMIT) >= SWEEP_LIMIT
 
     def _new_record(self, request: ActionRequest, caller: AuthState, now: datetime) -> ActionRecord:
-        settings = self.settings
+        rules = self.rules
         tz = parse_utc_offset(request.body["utc_offset"])
         # "PT0S" is a zero timedelta, which is falsy: test for None, not truth.
         release_after = request.release_after
         if release_after is None:
-            release_after = settings.release_after
-        if not timedelta(0) <= release_after <= settings.max_release_after:
+            release_after = rules.release_after
+        if not timedelta(0) <= release_after <= rules.max_release_after:
             raise BadActionRequest(
                 "Field '$.release_after': must be between P0D and "
-                f"{format_duration(settings.max_release_after)}"
+                f"{format_duration(rules.max_release_after)}"
             )
         delay = self.rng.uniform(
-            settings.min_delay.total_seconds(), settings.max_delay.total_seconds()
+            rules.min_delay.total_seconds(), rules.max_delay.total_seconds()
         )
         estimated = now + timedelta(seconds=delay)
         if request.deadline is not None:
             estimated = min(estimated, self._check_deadline(request.deadline, now))
-        succeeds = self.rng.random() >= settings.failure_rate
+        succeeds = self.rng.random() >= rules.failure_rate
         # One copy of each identity's text in memory, however many actions name it.
         identities = tuple(sys.intern(i) for i in sorted(caller.identities))
         return ActionRecord(
@@ -300,10 +304,10 @@ class ActionService:
             raise BadActionRequest("Field '$.deadline': must include a UTC offset")
         if deadline <= now:
             raise BadActionRequest("Field '$.deadline': is in the past")
-        if deadline > now + self.settings.maximum_deadline:
+        if deadline > now + self.rules.maximum_deadline:
             raise BadActionRequest(
                 "Field '$.deadline': is later than the maximum_deadline "
-                f"{format_duration(self.settings.maximum_deadline)}"
+                f"{format_duration(self.rules.maximum_deadline)}"
             )
         return deadline
 

@@ -1,4 +1,5 @@
-"""Builds the Flask app: config, auth, store, hooks, routes (``create_app``)."""
+"""Builds the Flask app (``create_app``): settings, the shared objects, then
+the request path in its order (app.hooks' docstring tells each step)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,17 @@ from typing import Any
 
 from flask import Flask
 
-from app.actions import ActionService, Clock, Settings, utc_now
+from app import routes
+from app.actions import ActionRules, ActionService, Clock, utc_now
 from app.auth import make_state_builder, provider_scope
 from app.description import Description
 from app.errors import register_error_handlers
-from app.hooks import register_hooks
+from app.hooks import check_request
 from app.jsonprovider import OrjsonProvider
 from app.logs import configure_logging
 from app.observability import Metrics
 from app.observability import init_app as init_observability
 from app.proxy import TrustedProxyFix
-from app.routes import bp
 from app.settings import load_settings
 from app.startup import refuse_in_worker_or_exit
 from app.store import open_store
@@ -52,7 +53,7 @@ def create_app(
     app.extensions["run_validator"] = validator
     app.extensions["store"] = store
     app.extensions["actions"] = ActionService(
-        store, Settings.from_config(app.config), clock=clock, rng=rng, events=metrics
+        store, ActionRules.from_config(app.config), clock=clock, rng=rng, events=metrics
     )
     app.extensions["description"] = Description(
         provider_scope(app.config), validator.input_schema, app.config
@@ -63,9 +64,16 @@ def create_app(
             "only loopback clients are served. Never use this in production."
         )
 
-    init_observability(app, metrics)  # first: its before_request times the others
-    register_hooks(app)
+    # The request path, in order (app.hooks' docstring tells each step):
+    # 1. the client's address from a trusted proxy: around the app, below;
+    # 2. request id and timer: observability's before_request, registered
+    #    first so that it runs first (with 6: its after_request);
+    init_observability(app, metrics)
+    # 3. dev-mode guard, routing, token, run-request body: one before_request;
+    app.before_request(check_request)
+    # 4. the views (authorization, the rules, the store);
+    app.register_blueprint(routes.bp)
+    # 5. an error at any step answers as JSON {code, description}.
     register_error_handlers(app)
-    app.register_blueprint(bp)
     app.wsgi_app = TrustedProxyFix(app.wsgi_app, app.config["TRUSTED_PROXIES"])  # type: ignore[method-assign]
     return app

@@ -1,9 +1,28 @@
-"""The request checks, run before every view, after routing, in this order:
-dev-mode loopback guard, token checking, run-request validation.
+"""The path of a request, in order, and where each step happens.
 
-A view declares what it needs of them: ``@public`` (answered without a
-token) and ``@takes_run_request`` (its body is validated into
-``g.action_request`` first). Nothing else decides.
+ 1. The client's address: a trusted reverse proxy's X-Forwarded-For is
+    believed (``app.proxy.TrustedProxyFix``, around the Flask app).
+ 2. Request id and timer: ``app.observability`` (its before_request,
+    registered first by ``app.factory.create_app``).
+ 3. This module's one before_request hook, ``check_request``, in this order:
+    a. dev mode only: loopback clients only (``loopback_only``);
+    b. routing: a path or method no view takes is a 404/405 now, before
+       Globus Auth is asked;
+    c. token: the library's AuthState of the caller into ``g.auth_state``
+       (``check_token``; the library's builder, hardened in ``app.auth``);
+    d. body: for a view marked ``@takes_run_request``, the run request parsed
+       and validated into ``g.action_request`` (``validate_run_request``;
+       ``app.validation``).
+ 4. The view (``app.routes``): authorization (visible_to, runnable_by), then
+    the rules (``app.actions.ActionService``), which check the caller's rights
+    on an action and read and write it in the store (``app.store``).
+ 5. The answer: JSON through the library's JSON provider (``app.jsonprovider``);
+    an error at any step is rendered by ``app.errors`` as {code, description}.
+ 6. The request log line, the metrics and the ``X-Request-ID`` header:
+    ``app.observability`` (its after_request).
+
+A view declares what it needs of step 3: ``@public`` (answered without a
+token) and ``@takes_run_request``. Nothing else decides.
 """
 
 from __future__ import annotations
@@ -14,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 import globus_sdk
-from flask import Flask, Request, g, request
+from flask import Flask, Request, current_app, g, request
 from globus_action_provider_tools.errors import AuthenticationError
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
@@ -27,6 +46,8 @@ log = logging.getLogger(__name__)
 View = Callable[..., Any]
 # Headers a reverse proxy adds; dev mode refuses requests carrying them.
 PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+# Added to a dev-mode 401, so that a person trying the service finds the form.
+DEV_MODE_HINT = "In dev mode, send 'Authorization: Bearer dev-token-<name>'."
 
 
 def public(view: View) -> View:
@@ -42,21 +63,18 @@ def takes_run_request(view: View) -> View:
     return view
 
 
-def register_hooks(app: Flask) -> None:
-    """One before_request running the checks in order (one hook, not three:
-    Flask wraps and looks up every registered function on every request)."""
-    checks: list[Callable[[Flask, Request, View | None], None]] = (
-        [loopback_only] if app.config["AUTH_MODE"] == "dev" else []
-    )
-    checks += [check_token, validate_run_request]
-
-    def before_request() -> None:
-        req = request._get_current_object()  # type: ignore[attr-defined]
-        view = app.view_functions.get(req.endpoint)  # None: routing failed
-        for check in checks:
-            check(app, req, view)
-
-    app.before_request(before_request)
+def check_request() -> None:
+    """Step 3 of the module's docstring, a to d in order."""
+    # The objects behind Flask's proxies, looked up once and passed on.
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    if app.config["AUTH_MODE"] == "dev":
+        loopback_only(req)
+    if req.routing_exception is not None:
+        raise req.routing_exception
+    view = app.view_functions[req.endpoint]
+    check_token(app, req, view)
+    validate_run_request(app, req, view)
 
 
 # The WSGI environ keys of PROXY_HEADERS (how werkzeug's request.headers finds them).
@@ -71,7 +89,7 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def loopback_only(app: Flask, req: Request, view: View | None) -> None:
+def loopback_only(req: Request) -> None:
     """Dev tokens are guessable: serve only this machine's own clients. A
     request relayed by a proxy (which would connect from loopback) is refused."""
     environ = req.environ
@@ -82,17 +100,18 @@ def loopback_only(app: Flask, req: Request, view: View | None) -> None:
         raise ActionForbidden("This provider runs in dev mode: loopback clients only.")
 
 
-def check_token(app: Flask, req: Request, view: View | None) -> None:
+def check_token(app: Flask, req: Request, view: View) -> None:
     """Build the caller's AuthState (library path) into ``g.auth_state``."""
-    if req.routing_exception is not None:
-        raise req.routing_exception  # 404/405 before asking Globus Auth
     if req.method == "OPTIONS" or getattr(view, "public", False):
         return
     builder: ProviderAuthStateBuilder = app.extensions["auth_state_builder"]
     try:
         g.auth_state = builder.build_from_request(request=req)
     except AuthenticationError as error:
-        raise BearerUnauthorized(str(error)) from None
+        description = str(error)
+        if app.config["AUTH_MODE"] == "dev":
+            description += f". {DEV_MODE_HINT}"
+        raise BearerUnauthorized(description) from None
     except globus_sdk.GlobusAPIError as error:
         if error.http_status in (400, 401, 403):
             log.error(
@@ -111,7 +130,7 @@ def check_token(app: Flask, req: Request, view: View | None) -> None:
         raise AuthUnavailable("Globus Auth is unavailable; try again shortly.") from None
 
 
-def validate_run_request(app: Flask, req: Request, view: View | None) -> None:
+def validate_run_request(app: Flask, req: Request, view: View) -> None:
     """Parse and validate the body of a run request into ``g.action_request``,
     for a view that ``takes_run_request``.
 

@@ -1,9 +1,10 @@
 """The HTTP surface: parse the request, call the rules, render JSON. Thin.
 
-Token checking and run-request validation happen in before_request hooks
-(``app.hooks``); by the time a view runs, ``g.auth_state`` is the caller's
-library AuthState and, for a view that ``takes_run_request``,
-``g.action_request`` the validated request.
+Token checking and run-request validation happen before, in the
+before_request hook of ``app.hooks`` (whose docstring tells a request's whole
+path); by the time a view runs, ``g.auth_state`` is the caller's library
+AuthState and, for a view that ``takes_run_request``, ``g.action_request``
+the validated request.
 
 Each operation answers on the original path and on the newer /actions path
 the library's blueprint also serves; both rules share one endpoint, so the

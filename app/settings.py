@@ -164,10 +164,10 @@ def load_settings(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
 
 def _check_together(values: dict[str, Any]) -> None:
     """Rules across keys, as the action rules enforce them (one place: app.actions)."""
-    from app.actions import Settings  # the rules' own checks, with their messages
+    from app.actions import ActionRules  # the rules' own checks, with their messages
 
     try:
-        Settings.from_config(values)
+        ActionRules.from_config(values)
     except ValueError as error:
         raise ConfigError(f"bad settings: {error}") from None
 

@@ -15,8 +15,8 @@ from globus_action_provider_tools.flask.exceptions import (
 )
 
 from app.actions import (
+    ActionRules,
     ActionService,
-    Settings,
     fingerprint,
     parse_duration,
     parse_utc_offset,
@@ -51,8 +51,8 @@ CONFIG = {
 
 
 def service(clock, **config):
-    settings = Settings.from_config({**CONFIG, **config})
-    return ActionService(MemoryStore(), settings, clock=clock, rng=random.Random(1))
+    rules = ActionRules.from_config({**CONFIG, **config})
+    return ActionService(MemoryStore(), rules, clock=clock, rng=random.Random(1))
 
 
 def request(request_id="r", offset=1, **extra):
@@ -234,17 +234,17 @@ def test_expired_request_id_starts_a_new_action(clock):
 
 def test_settings_are_checked():
     with pytest.raises(ValueError):
-        Settings.from_config({**CONFIG, "MIN_DELAY_SECONDS": 10, "MAX_DELAY_SECONDS": 5})
+        ActionRules.from_config({**CONFIG, "MIN_DELAY_SECONDS": 10, "MAX_DELAY_SECONDS": 5})
     with pytest.raises(ValueError):
-        Settings.from_config({**CONFIG, "FAILURE_RATE": 1.5})
+        ActionRules.from_config({**CONFIG, "FAILURE_RATE": 1.5})
     # A default release_after beyond the maximum made every plain run a 400.
     with pytest.raises(ValueError, match="RELEASE_AFTER"):
-        Settings.from_config({**CONFIG, "RELEASE_AFTER": "P30D", "MAX_RELEASE_AFTER": "P10D"})
+        ActionRules.from_config({**CONFIG, "RELEASE_AFTER": "P30D", "MAX_RELEASE_AFTER": "P10D"})
     with pytest.raises(ValueError, match="RELEASE_AFTER"):
-        Settings.from_config({**CONFIG, "RELEASE_AFTER": "-P1D"})
+        ActionRules.from_config({**CONFIG, "RELEASE_AFTER": "-P1D"})
     with pytest.raises(ValueError, match="MAXIMUM_DEADLINE"):
-        Settings.from_config({**CONFIG, "MAXIMUM_DEADLINE": "P0D"})
-    Settings.from_config({**CONFIG, "RELEASE_AFTER": "P0D", "MAX_RELEASE_AFTER": "P0D"})
+        ActionRules.from_config({**CONFIG, "MAXIMUM_DEADLINE": "P0D"})
+    ActionRules.from_config({**CONFIG, "RELEASE_AFTER": "P0D", "MAX_RELEASE_AFTER": "P0D"})
     with pytest.raises(ValueError):
         parse_duration("P1Y")
 

@@ -36,6 +36,7 @@ def test_bad_tokens_are_401_json(client, header):
     response = client.get("/", headers={"Authorization": header})
     assert response.status_code == 401
     assert response.is_json and set(response.json) == {"code", "description"}
+    assert "dev-token" not in response.json["description"]  # no dev-mode hint in production
 
 
 @pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR", "Bearer"])
@@ -161,6 +162,14 @@ def test_dev_tokens_are_stable_identities(dev_client):
 )
 def test_other_tokens_are_refused(dev_client, token):
     assert dev_client.get("/", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer short"},
+                                     {"Authorization": "Bearer token-nobody-knows-about"}])
+def test_a_dev_mode_401_names_the_dev_token_form(dev_client, headers):
+    response = dev_client.get("/", headers=headers)
+    assert response.status_code == 401
+    assert "Authorization: Bearer dev-token-<name>" in response.json["description"]
 
 
 @pytest.mark.parametrize(
