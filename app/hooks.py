@@ -44,8 +44,9 @@ from app.validation import RunRequestValidator, parse_json
 log = logging.getLogger(__name__)
 
 View = Callable[..., Any]
-# Headers a reverse proxy adds; dev mode refuses requests carrying them.
-PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+# Headers a reverse proxy adds (Forwarded, X-Forwarded-For, X-Real-IP), as WSGI
+# names them; dev mode refuses requests carrying them.
+PROXY_HEADERS = ("HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_REAL_IP")
 # Added to a dev-mode 401, so that a person trying the service finds the form.
 DEV_MODE_HINT = "In dev mode, send 'Authorization: Bearer dev-token-<name>'."
 
@@ -88,7 +89,7 @@ def is_loopback(address: str) -> bool:
 def loopback_only(req: Request) -> None:
     """Dev tokens are guessable: serve only this machine's own clients. A
     request relayed by a proxy (which would connect from loopback) is refused."""
-    if any(name in req.headers for name in PROXY_HEADERS):
+    if any(name in req.environ for name in PROXY_HEADERS):
         raise ActionForbidden("This provider runs in dev mode: no proxied clients.")
     if not is_loopback(req.remote_addr or ""):
         raise ActionForbidden("This provider runs in dev mode: loopback clients only.")
