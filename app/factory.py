@@ -67,13 +67,13 @@ def create_app(
     # The request path, in order (app.hooks' docstring tells each step):
     # 1. the client's address from a trusted proxy: around the app, below;
     # 2. request id and timer: observability's before_request, registered
-    #    first so that it runs first (with 6: its after_request);
+    #    first so that it runs first (and 7, its after_request: log line, metrics);
     init_observability(app, metrics)
     # 3. dev-mode guard, routing, token, run-request body: one before_request;
     app.before_request(check_request)
-    # 4. the views (authorization, the rules, the store);
+    # 4-6. the views: authorization, the rules, the store, the JSON answer;
     app.register_blueprint(routes.bp)
-    # 5. an error at any step answers as JSON {code, description}.
+    # an exception at any step answers as JSON {code, description}.
     register_error_handlers(app)
     app.wsgi_app = TrustedProxyFix(app.wsgi_app, app.config["TRUSTED_PROXIES"])  # type: ignore[method-assign]
     return app

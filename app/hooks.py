@@ -14,12 +14,14 @@
        and validated into ``g.action_request`` (``validate_run_request``;
        ``app.validation``).
  4. The view (``app.routes``): authorization (visible_to, runnable_by), then
-    the rules (``app.actions.ActionService``), which check the caller's rights
-    on an action and read and write it in the store (``app.store``).
- 5. The answer: JSON through the library's JSON provider (``app.jsonprovider``);
-    an error at any step is rendered by ``app.errors`` as {code, description}.
- 6. The request log line, the metrics and the ``X-Request-ID`` header:
-    ``app.observability`` (its after_request).
+    the rules (``app.actions.ActionService``: the caller's rights on the
+    action, what its status is).
+ 5. The store: the rules read and write the action there (``app.store``:
+    memory, SQLite or PostgreSQL).
+ 6. The answer, as JSON (``app.jsonprovider``). An exception at any step
+    becomes a JSON {code, description} answer (``app.errors``).
+ 7. The request log line, the metrics and the ``X-Request-ID`` header, for
+    every answer, errors too: ``app.observability`` (its after_request).
 
 A view declares what it needs of step 3: ``@public`` (answered without a
 token) and ``@takes_run_request``. Nothing else decides.
