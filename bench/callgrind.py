@@ -103,7 +103,6 @@ def _serve(source: str, scenarios: list[str], n1: int, n2: int) -> None:
     # of it, landing in or out of the counted requests, moves a figure by ~3 %.
     gc.collect()
     gc.freeze()
-    if os.environ.get("BENCH_NO_GC"): gc.disable()
     requests = {
         "introspect": (environ("GET", "/"), lambda n: b"", 200),
         "status": (environ("GET", f"/{action_id}/status"), lambda n: b"", 200),
