@@ -8,20 +8,19 @@ of its stored record and the time, so reading a status never writes.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import os
 import random
 import re
+import sys
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from types import ModuleType
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import isodate
-import orjson
 from globus_action_provider_tools.authentication import AuthState
 from globus_action_provider_tools.authorization import (
     authorize_action_access_or_404,
@@ -58,7 +57,11 @@ _OFFSET_HM = re.compile(r"([+-]?)(\d{1,2}):(\d{2})")
 
 
 @dataclass(frozen=True)
-class Settings:
+class ActionRules:
+    """The rules every action follows, from the configuration: how long it runs
+    (a random delay), how likely it fails, when it is released, and how far
+    ahead a deadline may be."""
+
     min_delay: timedelta
     max_delay: timedelta
     failure_rate: float
@@ -67,8 +70,8 @@ class Settings:
     maximum_deadline: timedelta
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Settings:
-        settings = cls(
+    def from_config(cls, config: dict[str, Any]) -> ActionRules:
+        rules = cls(
             min_delay=timedelta(seconds=float(config["MIN_DELAY_SECONDS"])),
             max_delay=timedelta(seconds=float(config["MAX_DELAY_SECONDS"])),
             failure_rate=float(config["FAILURE_RATE"]),
@@ -76,16 +79,16 @@ class Settings:
             max_release_after=parse_duration(config["MAX_RELEASE_AFTER"]),
             maximum_deadline=parse_duration(config["MAXIMUM_DEADLINE"]),
         )
-        if not timedelta(0) <= settings.min_delay <= settings.max_delay:
+        if not timedelta(0) <= rules.min_delay <= rules.max_delay:
             raise ValueError("need 0 <= MIN_DELAY_SECONDS <= MAX_DELAY_SECONDS")
-        if not 0.0 <= settings.failure_rate <= 1.0:
+        if not 0.0 <= rules.failure_rate <= 1.0:
             raise ValueError("FAILURE_RATE must be between 0 and 1")
         # Else every run request without its own release_after would be a 400.
-        if not timedelta(0) <= settings.release_after <= settings.max_release_after:
+        if not timedelta(0) <= rules.release_after <= rules.max_release_after:
             raise ValueError("need P0D <= RELEASE_AFTER <= MAX_RELEASE_AFTER")
-        if settings.maximum_deadline <= timedelta(0):
+        if rules.maximum_deadline <= timedelta(0):
             raise ValueError("MAXIMUM_DEADLINE must be a positive duration")
-        return settings
+        return rules
 
 
 def parse_duration(text: str) -> timedelta:
@@ -96,9 +99,8 @@ def parse_duration(text: str) -> timedelta:
     return value
 
 
-@functools.lru_cache(maxsize=256)
 def format_duration(value: timedelta) -> str:
-    """ISO 8601 text of a duration (cached: a few values recur in every status)."""
+    """ISO 8601 text of a duration ("P30D")."""
     return isodate.duration_isoformat(value)
 
 
@@ -124,12 +126,12 @@ def fingerprint(request: ActionRequest) -> bytes:
     Two requests with one request_id start one action only when their
     fingerprints match; otherwise the second is a conflict.
     """
-    canonical = _canonical(request)
-    try:
-        text = orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONEncodeError:  # e.g. an integer past 64 bits in the body
-        text = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.blake2b(text, digest_size=16).digest()
+    text = _CANONICAL_JSON.encode(_canonical(request))
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+# The text stored fingerprints were made of: sorted, compact, UTF-8 rather than \u escapes.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _canonical(request: ActionRequest) -> dict[str, Any]:
@@ -145,16 +147,6 @@ def _canonical(request: ActionRequest) -> dict[str, Any]:
             None if request.release_after is None else request.release_after.total_seconds()
         ),
     }
-
-
-def new_action_id() -> str:
-    """``str(uuid.uuid4())`` (version 4, RFC 4122 variant) from one 16-byte
-    read, without building a UUID object. Measured (bench/callgrind.py, run):
-    str(uuid.uuid4()) 920,264 instructions a request (ef4301c) against 906,012
-    with this (eb12c76): -1.5 %."""
-    digits = os.urandom(16).hex()
-    variant = "89ab"[int(digits[16], 16) & 3]
-    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
 
 
 def iso(value: datetime) -> str:
@@ -183,34 +175,6 @@ def public_status(record: ActionRecord, now: datetime) -> dict[str, Any]:
     if status != "ACTIVE":
         document["completion_time"] = iso(record.completion_time)
     return document
-
-
-T = TypeVar("T", str, tuple[str, ...])
-
-
-class Interner:
-    """Equal values as one object, so that a caller's many stored actions
-    share its identity strings and principal tuples (this keeps an action in
-    the memory store under 1 kB; bench/memory.py). Bounded: past ``limit``
-    entries it forgets everything (records keep what they got)."""
-
-    def __init__(self, limit: int = 65_536) -> None:
-        self._seen: dict[object, object] = {}
-        self._limit = limit
-
-    def __call__(self, value: T) -> T:
-        found = self._seen.get(value)
-        if found is None:
-            if len(self._seen) >= self._limit:
-                self._seen.clear()
-            self._seen[value] = found = value
-        return found  # type: ignore[return-value]
-
-    def principals(self, values: tuple[str, ...]) -> tuple[str, ...]:
-        found = self._seen.get(values)
-        if found is None:
-            return self(tuple(self(v) for v in values))
-        return found  # type: ignore[return-value]
 
 
 def _outcome(record: ActionRecord, now: datetime) -> tuple[str, str, dict[str, Any]]:
@@ -263,19 +227,18 @@ class ActionService:
     def __init__(
         self,
         store: ActionStore,
-        settings: Settings,
+        rules: ActionRules,
         clock: Clock = utc_now,
         rng: random.Random | None = None,
         events: ActionEvents | None = None,
     ) -> None:
         self.store = store
         self.events = events or _NoEvents()
-        self.settings = settings
+        self.rules = rules
         self.clock = clock
         # By default the random module's shared generator: the stdlib reseeds
         # it in every forked worker. (Delays and failures are a simulation.)
         self.rng: random.Random | ModuleType = rng or random
-        self._intern = Interner()
         self._swept_at: datetime | None = None
         self._sweep_full = False
 
@@ -308,37 +271,37 @@ class ActionService:
             self._sweep_full = self.store.sweep(now, SWEEP_LIMIT) >= SWEEP_LIMIT
 
     def _new_record(self, request: ActionRequest, caller: AuthState, now: datetime) -> ActionRecord:
-        settings = self.settings
+        rules = self.rules
         tz = parse_utc_offset(request.body["utc_offset"])
         # "PT0S" is a zero timedelta, which is falsy: test for None, not truth.
         release_after = request.release_after
         if release_after is None:
-            release_after = settings.release_after
-        if not timedelta(0) <= release_after <= settings.max_release_after:
+            release_after = rules.release_after
+        if not timedelta(0) <= release_after <= rules.max_release_after:
             raise BadActionRequest(
                 "Field '$.release_after': must be between P0D and "
-                f"{format_duration(settings.max_release_after)}"
+                f"{format_duration(rules.max_release_after)}"
             )
         delay = self.rng.uniform(
-            settings.min_delay.total_seconds(), settings.max_delay.total_seconds()
+            rules.min_delay.total_seconds(), rules.max_delay.total_seconds()
         )
         estimated = now + timedelta(seconds=delay)
         if request.deadline is not None:
             estimated = min(estimated, self._check_deadline(request.deadline, now))
-        succeeds = self.rng.random() >= settings.failure_rate
-        intern = self._intern
-        identities = intern.principals(tuple(sorted(caller.identities)))
+        succeeds = self.rng.random() >= rules.failure_rate
+        # One copy of each identity's text in memory, however many actions name it.
+        identities = tuple(sys.intern(i) for i in sorted(caller.identities))
         return ActionRecord(
-            action_id=new_action_id(),
-            creator_id=intern(caller.effective_identity),
+            action_id=str(uuid.uuid4()),
+            creator_id=sys.intern(caller.effective_identity),
             request_id=request.request_id,
             fingerprint=fingerprint(request),
             start_time=now,
             estimated_completion_time=estimated,
             release_after=release_after,
             result=now.astimezone(tz).isoformat() if succeeds else None,
-            monitor_by=intern.principals(tuple(sorted(request.monitor_by))) or identities,
-            manage_by=intern.principals(tuple(sorted(request.manage_by))) or identities,
+            monitor_by=tuple(sorted(request.monitor_by)) or identities,
+            manage_by=tuple(sorted(request.manage_by)) or identities,
             label=request.label,
         )
 
@@ -347,10 +310,10 @@ class ActionService:
             raise BadActionRequest("Field '$.deadline': must include a UTC offset")
         if deadline <= now:
             raise BadActionRequest("Field '$.deadline': is in the past")
-        if deadline > now + self.settings.maximum_deadline:
+        if deadline > now + self.rules.maximum_deadline:
             raise BadActionRequest(
                 "Field '$.deadline': is later than the maximum_deadline "
-                f"{format_duration(self.settings.maximum_deadline)}"
+                f"{format_duration(self.rules.maximum_deadline)}"
             )
         return deadline
 

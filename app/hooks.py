@@ -1,24 +1,43 @@
-"""The request checks, run before every view, after routing, in this order:
-dev-mode loopback guard, token checking, run-request validation.
+"""The path of a request, in order, and where each step happens.
 
-A view declares what it needs of them: ``@public`` (answered without a
-token) and ``@takes_run_request`` (its body is validated into
-``g.action_request`` first). Nothing else decides.
+ 1. The client's address: a trusted reverse proxy's X-Forwarded-For is
+    believed (``app.proxy.TrustedProxyFix``, around the Flask app).
+ 2. Request id and timer: ``app.observability`` (its before_request,
+    registered first by ``app.factory.create_app``).
+ 3. This module's one before_request hook, ``check_request``, in this order:
+    a. dev mode only: loopback clients only (``loopback_only``);
+    b. routing: a path or method no view takes is a 404/405 now, before
+       Globus Auth is asked;
+    c. token: the library's AuthState of the caller into ``g.auth_state``
+       (``check_token``; the library's builder, hardened in ``app.auth``);
+    d. body: for a view marked ``@takes_run_request``, the run request parsed
+       and validated into ``g.action_request`` (``validate_run_request``;
+       ``app.validation``).
+ 4. The view (``app.routes``): authorization (visible_to, runnable_by), then
+    the rules (``app.actions.ActionService``: the caller's rights on the
+    action, what its status is).
+ 5. The store: the rules read and write the action there (``app.store``:
+    memory, SQLite or PostgreSQL).
+ 6. The answer, as JSON (``app.jsonprovider``). An exception at any step
+    becomes a JSON {code, description} answer (``app.errors``).
+ 7. The request log line, the metrics and the ``X-Request-ID`` header, for
+    every answer, errors too: ``app.observability`` (its after_request).
+
+A view declares what it needs of step 3: ``@public`` (answered without a
+token) and ``@takes_run_request``. Nothing else decides.
 """
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import globus_sdk
-from flask import Flask, Request, g, request
+from flask import Flask, Request, current_app, g, request
 from globus_action_provider_tools.errors import AuthenticationError
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
-from werkzeug.wsgi import get_content_length
 
 from app.auth import AuthResponseMalformed, ProviderAuthStateBuilder
 from app.errors import ActionForbidden, AuthUnavailable, BearerUnauthorized
@@ -27,8 +46,11 @@ from app.validation import RunRequestValidator, parse_json
 log = logging.getLogger(__name__)
 
 View = Callable[..., Any]
-# Headers a reverse proxy adds; dev mode refuses requests carrying them.
-PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+# Headers a reverse proxy adds (Forwarded, X-Forwarded-For, X-Real-IP), as WSGI
+# names them; dev mode refuses requests carrying them.
+PROXY_HEADERS = ("HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_REAL_IP")
+# Added to a dev-mode 401, so that a person trying the service finds the form.
+DEV_MODE_HINT = "In dev mode, send 'Authorization: Bearer dev-token-<name>'."
 
 
 def public(view: View) -> View:
@@ -44,64 +66,49 @@ def takes_run_request(view: View) -> View:
     return view
 
 
-def register_hooks(app: Flask) -> None:
-    """One before_request running the checks in order (one hook, not three:
-    Flask wraps and looks up every registered function on every request)."""
-    checks: list[Callable[[Flask, Request, View | None], None]] = (
-        [loopback_only] if app.config["AUTH_MODE"] == "dev" else []
-    )
-    checks += [check_token, validate_run_request]
-
-    def before_request() -> None:
-        req = request._get_current_object()  # type: ignore[attr-defined]
-        view = app.view_functions.get(req.endpoint)  # None: routing failed
-        for check in checks:
-            check(app, req, view)
-
-    app.before_request(before_request)
+def check_request() -> None:
+    """Step 3 of the module's docstring, a to d in order."""
+    # The objects behind Flask's proxies, looked up once and passed on.
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    if app.config["AUTH_MODE"] == "dev":
+        loopback_only(req)
+    if req.routing_exception is not None:
+        raise req.routing_exception
+    view = app.view_functions[req.endpoint]
+    check_token(app, req, view)
+    validate_run_request(app, req, view)
 
 
-# The WSGI environ keys of PROXY_HEADERS (how werkzeug's request.headers finds them).
-_PROXY_ENVIRON_KEYS = tuple("HTTP_" + h.upper().replace("-", "_") for h in PROXY_HEADERS)
-
-
-@functools.lru_cache(maxsize=1024)
 def is_loopback(address: str) -> bool:
-    """Is this client address (``request.remote_addr``) a loopback address?
-
-    Cached: asked on every dev-mode request. bench/callgrind.py, introspect /
-    status / run: without the cache and routes' _app_and_g (eb12c76) +39.8 k /
-    +51.4 k / +81.3 k instructions a request over b5be33f; _app_and_g alone
-    is 14.5 k / 24.3 k / 53.4 k of that (3af98b2 vs 8113e85), so this cache
-    saves ~25 k / 27 k / 28 k: 4.5 / 4.4 / 3.5 % of the request."""
+    """Is this client address a loopback address?"""
     try:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:
         return False
 
 
-def loopback_only(app: Flask, req: Request, view: View | None) -> None:
+def loopback_only(req: Request) -> None:
     """Dev tokens are guessable: serve only this machine's own clients. A
     request relayed by a proxy (which would connect from loopback) is refused."""
-    environ = req.environ
-    for key in _PROXY_ENVIRON_KEYS:
-        if key in environ:
-            raise ActionForbidden("This provider runs in dev mode: no proxied clients.")
-    if not is_loopback(environ.get("REMOTE_ADDR") or ""):  # request.remote_addr
+    if any(name in req.environ for name in PROXY_HEADERS):
+        raise ActionForbidden("This provider runs in dev mode: no proxied clients.")
+    if not is_loopback(req.remote_addr or ""):
         raise ActionForbidden("This provider runs in dev mode: loopback clients only.")
 
 
-def check_token(app: Flask, req: Request, view: View | None) -> None:
+def check_token(app: Flask, req: Request, view: View) -> None:
     """Build the caller's AuthState (library path) into ``g.auth_state``."""
-    if req.routing_exception is not None:
-        raise req.routing_exception  # 404/405 before asking Globus Auth
     if req.method == "OPTIONS" or getattr(view, "public", False):
         return
     builder: ProviderAuthStateBuilder = app.extensions["auth_state_builder"]
     try:
         g.auth_state = builder.build_from_request(request=req)
     except AuthenticationError as error:
-        raise BearerUnauthorized(str(error)) from None
+        description = str(error)
+        if app.config["AUTH_MODE"] == "dev":
+            description += f". {DEV_MODE_HINT}"
+        raise BearerUnauthorized(description) from None
     except globus_sdk.GlobusAPIError as error:
         if error.http_status in (400, 401, 403):
             log.error(
@@ -120,7 +127,7 @@ def check_token(app: Flask, req: Request, view: View | None) -> None:
         raise AuthUnavailable("Globus Auth is unavailable; try again shortly.") from None
 
 
-def validate_run_request(app: Flask, req: Request, view: View | None) -> None:
+def validate_run_request(app: Flask, req: Request, view: View) -> None:
     """Parse and validate the body of a run request into ``g.action_request``,
     for a view that ``takes_run_request``.
 
@@ -134,42 +141,25 @@ def validate_run_request(app: Flask, req: Request, view: View | None) -> None:
 
 
 def read_body(app: Flask, req: Request) -> bytes:
-    """The request body, 413 beyond MAX_CONTENT_LENGTH, 400 if the client
-    sends less than its Content-Length (as werkzeug's ``get_data``).
+    """The request body: 413 beyond MAX_CONTENT_LENGTH, 400 if the client sends
+    less than its Content-Length, a chunked body read whole.
 
-    A fast path: werkzeug's ``get_data`` for every body (its stream wrappers)
-    measured 1,035,239 instructions a run request against 947,579 with this
-    (bench/callgrind.py, 9f3a200 vs 8df7205: -8.5 %)."""
-    environ = req.environ
-    length = get_content_length(environ)  # werkzeug's reading: None if chunked or absent
+    Not werkzeug's ``get_data``: behind a server that sets
+    ``wsgi.input_terminated`` (gunicorn, granian) it reads up to the limit
+    rather than the Content-Length, so a body cut short passes unnoticed, and
+    a chunked body past the limit is cut at it without a word.
+    """
+    length = req.content_length
     limit = app.config["MAX_CONTENT_LENGTH"]
-    if length is not None and (limit is None or length <= limit):
-        # A body of known, allowed length: read it straight from the server's
-        # stream, without werkzeug's stream wrappers (what get_data would read).
-        return _read_exactly(environ["wsgi.input"], length)
-    return _read_streamed(req, length, limit)
-
-
-def _read_exactly(stream: Any, length: int) -> bytes:
-    data = stream.read(length) if length else b""
-    while len(data) < length:  # a short read: the rest may still come
-        more = stream.read(length - len(data))
-        if not more:
-            raise ClientDisconnected()  # what werkzeug's LimitedStream raises
-        data += more
-    return data
-
-
-def _read_streamed(req: Request, length: int | None, limit: int | None) -> bytes:
-    """A chunked body (``length`` None), or one over ``limit`` (werkzeug answers
-    413). Werkzeug 2.3 silently truncates a streamed body at the limit, so look
-    for one more byte."""
-    data = req.get_data()
-    if (
-        length is None
-        and limit is not None
-        and len(data) >= limit
-        and req.environ["wsgi.input"].read(1)
-    ):
+    if length is not None and length > limit:
         raise RequestEntityTooLarge()
+    wanted = limit + 1 if length is None else length  # one byte past the limit tells
+    stream = req.environ["wsgi.input"]
+    data = b""
+    while len(data) < wanted and (more := stream.read(wanted - len(data))):
+        data += more
+    if length is None and len(data) > limit:
+        raise RequestEntityTooLarge()
+    if length is not None and len(data) < length:
+        raise ClientDisconnected()  # a 400, as werkzeug answers a body cut short
     return data

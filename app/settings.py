@@ -3,7 +3,9 @@
 1. config.py: the documented defaults (shipped in the package as app/defaults.py);
 2. the operator's file, if ``WHATTIMEISITRIGHTNOW_CONFIG`` names one: a Python
    file like config.py with only the keys it changes;
-3. ``FLASK_<KEY>`` environment variables, read by the key's type;
+3. ``FLASK_<KEY>`` environment variables, read by the key's type; any other
+   ``FLASK_`` name is refused (a typo would be ignored otherwise), except
+   Flask's and its command line's own (``FLASK_OWN``);
 4. ``create_app(overrides)`` (tests).
 
 A bad value is a ``ConfigError``: one line naming the key (as the operator
@@ -12,6 +14,7 @@ wrote it), the problem and the expected form.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import os
@@ -32,6 +35,11 @@ SECRET_KEYS = frozenset({"CLIENT_SECRET", "STORE_URL", "RATE_LIMIT_STORAGE_URL"}
 PRINCIPAL = re.compile(
     r"urn:globus:(auth:identity|groups:id):[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 )
+# Flask's and its command line's own variables (Flask 2.3: helpers.py, app.py,
+# cli.py, where click names one FLASK_<COMMAND>_<OPTION> for each option of the
+# run, routes and shell commands): not settings of ours.
+FLASK_OWN = frozenset({"APP", "DEBUG", "ENV", "ENV_FILE", "SKIP_DOTENV", "RUN_FROM_CLI"})
+FLASK_OWN_PREFIXES = ("RUN_", "ROUTES_", "SHELL_")
 STORE_SCHEMES = ("memory:", "sqlite:", "postgresql:", "postgres:", "postgresql+psycopg:")
 RATE_LIMIT_STORAGE_SCHEMES = ("memory://", "redis://", "rediss://", "redis+unix://")
 
@@ -191,6 +199,7 @@ def load_settings(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The configuration as a dict of typed values (ConfigError if bad).
     Keys that are not settings (Flask's own, e.g. TESTING) pass through from
     ``overrides`` unchecked."""
+    _refuse_unknown_environment_names()
     overrides = dict(overrides or {})
     known = {k: overrides.pop(k) for k in list(overrides) if k in ServiceSettings.__fields__}
     try:
@@ -203,12 +212,25 @@ def load_settings(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     return {**values, **overrides}
 
 
+def _refuse_unknown_environment_names() -> None:
+    """A ``FLASK_`` variable that names no setting (e.g. FLASK_FAILURE_RAT) is
+    a ConfigError, with the setting it most looks like."""
+    keys = list(ServiceSettings.__fields__)
+    for name in sorted(os.environ):
+        key = name.removeprefix(ENV_PREFIX)
+        if key == name or key in keys or key in FLASK_OWN or key.startswith(FLASK_OWN_PREFIXES):
+            continue
+        close = difflib.get_close_matches(key.upper(), keys, n=1)
+        hint = f"did you mean {ENV_PREFIX}{close[0]}?" if close else "see config.py for the keys"
+        raise ConfigError(f"unknown setting {name} in the environment: {hint}")
+
+
 def _check_together(values: dict[str, Any]) -> None:
     """Rules across keys, as the action rules enforce them (one place: app.actions)."""
-    from app.actions import Settings  # the rules' own checks, with their messages
+    from app.actions import ActionRules  # the rules' own checks, with their messages
 
     try:
-        Settings.from_config(values)
+        ActionRules.from_config(values)
     except ValueError as error:
         raise ConfigError(f"bad settings: {error}") from None
 

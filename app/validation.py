@@ -3,10 +3,10 @@
 body. Every rejection is a 400 naming the field, without echoing its value.
 
 jsonschema decides and words every rejection. A compiled fastjsonschema
-validator of the same schema answers first: when it accepts, jsonschema is not
-asked; when it rejects, jsonschema runs as before. That is only sound while
-the compiled validator never accepts what jsonschema rejects:
-tests/test_validation_parity.py checks the pair on tricky and generated inputs.
+validator of the same schema answers first (fast path, see
+bench/README.md#compiled-validator): when it accepts, jsonschema is not asked.
+That is sound only while it never accepts what jsonschema rejects:
+tests/test_validation_parity.py checks the pair.
 """
 
 from __future__ import annotations
@@ -14,13 +14,11 @@ from __future__ import annotations
 import copy
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
 import fastjsonschema
 import jsonschema
-import orjson
 import pydantic
 import yaml
 from globus_action_provider_tools.data_types import ActionRequest
@@ -43,71 +41,39 @@ def _finite_float(text: str) -> float:
     return value
 
 
-# orjson parses a body the same as the stdlib path below unless it has big
-# integers (orjson makes floats of those past 64 bits), deep nesting (orjson
-# stops at 1,024 levels, the stdlib at the recursion limit) or escaped NULs
-# (allowed by both, refused here): such bodies skip it. Everything orjson
-# refuses (NaN, Infinity, 1e400, lone surrogates, invalid UTF-8, a BOM, UTF-16)
-# goes to the stdlib path too, which accepts the same or words the refusal.
-_FAST_MAX_BYTES = 16_384
-_FAST_MAX_OPENINGS = 64  # "[" and "{" bytes, in strings or not
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")  # 10**18 and more: maybe past 64 bits
-
-
 def parse_json(data: bytes) -> Any:
     """Parse a request body as strict JSON (no NaN, no Infinity, no overflow,
     no lone surrogates, no NUL characters)."""
-    if (
-        len(data) <= _FAST_MAX_BYTES
-        and data.count(b"[") + data.count(b"{") <= _FAST_MAX_OPENINGS
-        and b"\\u0000" not in data
-        and _LONG_DIGITS.search(data) is None
-    ):
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass  # the stdlib path decides, and says why
-    return parse_json_stdlib(data)
-
-
-def parse_json_stdlib(data: bytes) -> Any:
-    """parse_json without the orjson front: the authority on every body."""
     try:
         document = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as error:
         reason = "nested too deeply" if isinstance(error, RecursionError) else "invalid"
         raise BadActionRequest(f"The request body is not valid JSON ({reason})") from None
-    try:
-        # "\ud800"-style escapes of lone surrogates parse, but are no Unicode
-        # text: no store (PostgreSQL) or log could encode them later.
-        text = json.dumps(document, ensure_ascii=False)
-        text.encode()
-    except RecursionError:
-        raise BadActionRequest("The request body is not valid JSON (nested too deeply)") from None
-    except UnicodeEncodeError:
-        raise BadActionRequest(
-            "The request body is not valid JSON (a string has an unpaired surrogate)"
-        ) from None
-    # "\u0000" is valid JSON, but PostgreSQL cannot store a NUL in text:
-    # refuse it in every store alike. (dumps escapes NUL, so ``text`` has no raw one.)
-    if "\\u0000" in text and _has_nul(document):
-        raise BadActionRequest("The request body has a NUL character (\\u0000) in a string")
+    _check_strings(document)
     return document
 
 
-def _has_nul(document: Any) -> bool:
+def _check_strings(document: Any) -> None:
+    """Refuse strings no store can keep: a lone surrogate ("\\ud800" parses,
+    but is no Unicode text) or a NUL ("\\u0000" is valid JSON, but PostgreSQL
+    cannot store it in text; refused in every store alike)."""
     pending = [document]
     while pending:
         node = pending.pop()
         if isinstance(node, str):
             if "\x00" in node:
-                return True
+                raise BadActionRequest("The request body has a NUL character (\\u0000) in a string")
+            try:
+                node.encode()
+            except UnicodeEncodeError:
+                raise BadActionRequest(
+                    "The request body is not valid JSON (a string has an unpaired surrogate)"
+                ) from None
         elif isinstance(node, dict):
             pending.extend(node.keys())
             pending.extend(node.values())
         elif isinstance(node, list):
             pending.extend(node)
-    return False
 
 
 def load_input_schema() -> dict[str, Any]:
@@ -184,49 +150,8 @@ class RunRequestValidator:
 def _compile_fast(schema: dict[str, Any]) -> Any:
     """A fastjsonschema validator of ``schema``, ``format`` left out: jsonschema
     checks none of the formats in our two schemas (date-time, uri: their
-    checkers are not installed). That it accepts only what jsonschema
-    accepts is tested on both schemas (tests/test_validation_parity.py).
-
-    Exclusive ``oneOf``s are compiled as ``anyOf`` (below). Measured
-    (bench/callgrind.py, run): without the rewrite 947,579 instructions a
-    request (8df7205) against 933,474 with it (6e0e4b1): -1.5 %."""
-    fast_schema = copy.deepcopy(schema)
-    _exclusive_one_of_as_any_of(fast_schema)
-    return fastjsonschema.compile(fast_schema, use_default=False, use_formats=False)
-
-
-# Keywords whose values are JSON documents to compare with, not schemas.
-_DATA_KEYWORDS = frozenset({"enum", "const", "examples", "example", "default"})
-# JSON types no value has two of ("integer" is a kind of "number").
-_TYPE_FAMILY = {"integer": "number", "number": "number", "string": "string",
-                "object": "object", "array": "array", "boolean": "boolean", "null": "null"}
-
-
-def _exclusive_one_of_as_any_of(node: Any) -> None:
-    """Rewrite, in place, each ``oneOf`` whose branches each demand one JSON
-    type, no two the same (e.g. a number or a string), as ``anyOf``: no value
-    can match two such branches, so both accept the same values, and the
-    compiled ``anyOf`` stops at the first match where ``oneOf`` tries every
-    branch (raising, and catching, an exception for each that fails)."""
-    if isinstance(node, list):
-        for item in node:
-            _exclusive_one_of_as_any_of(item)
-        return
-    if not isinstance(node, dict):
-        return
-    branches = node.get("oneOf")
-    if isinstance(branches, list) and "anyOf" not in node:
-        families = [_type_family(branch) for branch in branches]
-        if None not in families and len(set(families)) == len(families):
-            node["anyOf"] = node.pop("oneOf")
-    for key, value in node.items():
-        if key not in _DATA_KEYWORDS:  # values there are instances, not schemas
-            _exclusive_one_of_as_any_of(value)
-
-
-def _type_family(branch: Any) -> str | None:
-    kind = branch.get("type") if isinstance(branch, dict) else None
-    return _TYPE_FAMILY.get(kind) if isinstance(kind, str) else None
+    checkers are not installed)."""
+    return fastjsonschema.compile(schema, use_default=False, use_formats=False)
 
 
 def _raise_errors(validator: jsonschema.Draft7Validator, instance: Any, root: str) -> None:

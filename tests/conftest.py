@@ -56,18 +56,28 @@ class Server:
         return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
-def _dev_server(tmp_path_factory: pytest.TempPathFactory, delay: int) -> Iterator[Server]:
+def _dev_server(
+    tmp_path_factory: pytest.TempPathFactory, delay: int, failure_rate: int = 0
+) -> Iterator[Server]:
     output = tmp_path_factory.mktemp("server") / "output"
-    env = {"FLASK_MIN_DELAY_SECONDS": str(delay), "FLASK_MAX_DELAY_SECONDS": str(delay)}
+    env = {"FLASK_MIN_DELAY_SECONDS": str(delay), "FLASK_MAX_DELAY_SECONDS": str(delay),
+           "FLASK_FAILURE_RATE": str(failure_rate)}
     with serve_process(env, output_path=output) as (url, _process):
         yield Server(url, output)
 
 
 @pytest.fixture(scope="session")
 def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The server in dev mode, one worker, memory store; every action takes 1 s.
-    Shared by the session: use fresh request_ids, expect others' actions."""
+    """The server in dev mode, one worker, memory store; every action takes 1 s
+    and succeeds. Shared by the session: use fresh request_ids, expect others'
+    actions."""
     yield from _dev_server(tmp_path_factory, delay=1)
+
+
+@pytest.fixture(scope="session")
+def failing_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Like dev_server, but every action fails (FAILURE_RATE 1)."""
+    yield from _dev_server(tmp_path_factory, delay=1, failure_rate=1)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,9 @@ project's plugin, app.testing.plugin)."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from flask.testing import FlaskClient
@@ -57,3 +59,15 @@ def assert_status_document(document: dict[str, Any]) -> None:
     ActionStatus.parse_obj(document)  # the library's model accepts it too
     assert None not in document.values()
     assert "private" not in json.dumps(document)
+
+
+def completed_status(
+    get_status: Callable[[], dict[str, Any]], seconds: float = 15
+) -> dict[str, Any]:
+    """Ask ``get_status()`` for an action's status until it is no longer
+    ACTIVE; fail if it still is after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while (status := get_status())["status"] == "ACTIVE":
+        assert time.monotonic() < deadline, f"still ACTIVE after {seconds} s"
+        time.sleep(0.05)
+    return status

@@ -15,10 +15,9 @@ from globus_action_provider_tools.flask.exceptions import (
 )
 
 from app.actions import (
+    ActionRules,
     ActionService,
-    Settings,
     fingerprint,
-    new_action_id,
     parse_duration,
     parse_utc_offset,
 )
@@ -52,8 +51,8 @@ CONFIG = {
 
 
 def service(clock, **config):
-    settings = Settings.from_config({**CONFIG, **config})
-    return ActionService(MemoryStore(), settings, clock=clock, rng=random.Random(1))
+    rules = ActionRules.from_config({**CONFIG, **config})
+    return ActionService(MemoryStore(), rules, clock=clock, rng=random.Random(1))
 
 
 def request(request_id="r", offset=1, **extra):
@@ -92,21 +91,21 @@ def test_fingerprint_ignores_request_id_and_order_of_principals():
     assert fingerprint(request(label="x")) != fingerprint(request())
 
 
-def test_a_body_orjson_cannot_write_is_fingerprinted_by_the_stdlib():
-    huge = request(offset=2**70)
-    assert fingerprint(huge) == fingerprint(request(offset=2**70)) != fingerprint(
-        request(offset=2**69)
-    )
-
-
-def test_action_ids_are_uuid4_text():
-    ids = [new_action_id() for _ in range(20_000)]
+def test_action_ids_are_distinct_uuid4_text(clock):
+    rules = service(clock)
+    ids = [rules.run(request(f"r{n}"), Caller(ALICE))[0]["action_id"] for n in range(50)]
     assert len(set(ids)) == len(ids)
-    for text in ids:
-        parsed = uuid.UUID(text)
-        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
-    assert {text[19] for text in ids} == set("89ab") and {text[14] for text in ids} == {"4"}
-    assert {text[0] for text in ids} == set("0123456789abcdef")
+    assert all(str(uuid.UUID(text, version=4)) == text for text in ids)
+
+
+def test_a_callers_actions_share_one_copy_of_its_identity(clock):
+    """(Memory: the store keeps one copy of each identity's text.)"""
+    rules = service(clock)
+    ids = [rules.run(request(f"r{n}"), Caller("".join(["urn:", ALICE[4:]])))[0]["action_id"]
+           for n in range(2)]
+    first, second = (rules.store.get(i) for i in ids)
+    assert first.creator_id == ALICE and first.monitor_by == first.manage_by == (ALICE,)
+    assert second.creator_id is first.creator_id is second.monitor_by[0]
 
 
 def test_zero_release_after_is_kept_not_replaced_by_the_default(clock):
@@ -235,17 +234,17 @@ def test_expired_request_id_starts_a_new_action(clock):
 
 def test_settings_are_checked():
     with pytest.raises(ValueError):
-        Settings.from_config({**CONFIG, "MIN_DELAY_SECONDS": 10, "MAX_DELAY_SECONDS": 5})
+        ActionRules.from_config({**CONFIG, "MIN_DELAY_SECONDS": 10, "MAX_DELAY_SECONDS": 5})
     with pytest.raises(ValueError):
-        Settings.from_config({**CONFIG, "FAILURE_RATE": 1.5})
+        ActionRules.from_config({**CONFIG, "FAILURE_RATE": 1.5})
     # A default release_after beyond the maximum made every plain run a 400.
     with pytest.raises(ValueError, match="RELEASE_AFTER"):
-        Settings.from_config({**CONFIG, "RELEASE_AFTER": "P30D", "MAX_RELEASE_AFTER": "P10D"})
+        ActionRules.from_config({**CONFIG, "RELEASE_AFTER": "P30D", "MAX_RELEASE_AFTER": "P10D"})
     with pytest.raises(ValueError, match="RELEASE_AFTER"):
-        Settings.from_config({**CONFIG, "RELEASE_AFTER": "-P1D"})
+        ActionRules.from_config({**CONFIG, "RELEASE_AFTER": "-P1D"})
     with pytest.raises(ValueError, match="MAXIMUM_DEADLINE"):
-        Settings.from_config({**CONFIG, "MAXIMUM_DEADLINE": "P0D"})
-    Settings.from_config({**CONFIG, "RELEASE_AFTER": "P0D", "MAX_RELEASE_AFTER": "P0D"})
+        ActionRules.from_config({**CONFIG, "MAXIMUM_DEADLINE": "P0D"})
+    ActionRules.from_config({**CONFIG, "RELEASE_AFTER": "P0D", "MAX_RELEASE_AFTER": "P0D"})
     with pytest.raises(ValueError):
         parse_duration("P1Y")
 

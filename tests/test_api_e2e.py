@@ -3,7 +3,6 @@ cancel and resume as clients send them, errors as JSON."""
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
@@ -11,7 +10,7 @@ import requests
 
 from tests.helpers import DEV_ALICE as ALICE
 from tests.helpers import DEV_BOB as BOB
-from tests.helpers import METHODS, RESUME_PATHS, UNROUTED
+from tests.helpers import METHODS, RESUME_PATHS, UNROUTED, completed_status
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +21,11 @@ def url(dev_server) -> str:  # type: ignore[no-untyped-def]
     return str(dev_server.url)
 
 
-def test_lifecycle_over_http(url):
+@pytest.mark.parametrize(
+    ("server", "outcome"), [("dev_server", "SUCCEEDED"), ("failing_server", "FAILED")]
+)
+def test_lifecycle_over_http(request, server, outcome):
+    url = request.getfixturevalue(server).url
     introspect = requests.get(url + "/", headers=ALICE, timeout=5)
     assert introspect.status_code == 200
     assert introspect.json()["title"] == "What Time Is It Right Now?"
@@ -38,13 +41,16 @@ def test_lifecycle_over_http(url):
     assert status["status"] == "ACTIVE"
 
     assert requests.post(f"{url}/{action_id}/release", headers=ALICE, timeout=5).status_code == 409
-    time.sleep(1.1)
-    final = requests.get(f"{url}/{action_id}/status", headers=ALICE, timeout=5).json()
-    assert final["status"] in ("SUCCEEDED", "FAILED")
-    if final["status"] == "SUCCEEDED":
+    final = completed_status(
+        lambda: requests.get(f"{url}/{action_id}/status", headers=ALICE, timeout=5).json()
+    )
+    assert final["status"] == outcome
+    if outcome == "SUCCEEDED":
         assert final["details"]["whattimeisit"].endswith("+05:30")
     else:
-        assert final["details"]["error"] == "WATCHLESS"
+        assert final["details"] == {
+            "error": "WATCHLESS", "message": "We didn't know what time it was."
+        }
 
     released = requests.post(f"{url}/{action_id}/release", headers=ALICE, timeout=5)
     assert released.status_code == 200 and released.json() == final

@@ -110,8 +110,10 @@ def test_automate_python_action_client(automate_venv, url):
             bob.status(action_id)
         except Exception as error:
             out["bob"] = error.http_status
-        time.sleep(1.2)
-        final = alice.status(action_id)
+        deadline = time.monotonic() + 15
+        while (final := alice.status(action_id)).data["status"] == "ACTIVE":
+            assert time.monotonic() < deadline, "still ACTIVE"
+            time.sleep(0.05)
         out["final"] = final.data
         out["log"] = [entry["code"] for entry in alice.log(action_id)["entries"]]
         out["release"] = alice.release(action_id).http_status

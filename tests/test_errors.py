@@ -1,13 +1,15 @@
 """Errors are JSON {code, description}, never HTML: a path no route matches
 (404 NotFound, not ActionNotFound), a wrong method (405 with Allow), a body
-too large (413), an unexpected error (500, no details). Refused run requests
+too large (413) or cut short (400), an unexpected error (500, no details). Refused run requests
 (400): test_validation.py; Globus down (503): test_auth_outages.py."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from tests.helpers import METHODS, UNROUTED, start
 
@@ -80,6 +82,44 @@ def test_too_large_body_is_413_json(client, alice):
     body = json.dumps({"request_id": "big", "body": {"utc_offset": 1}, "label": "x" * 70_000})
     response = client.post("/run", headers=alice.headers, data=body)
     assert response.status_code == 413 and response.is_json
+
+
+def post_run(app, user, body: bytes, content_length: int | None) -> tuple[int, dict]:
+    """POST /run as a server hands it to the app: the body in ``wsgi.input``,
+    which ends with the body; chunked (``content_length`` None) or declared."""
+    environ = EnvironBuilder(path="/run", method="POST", headers=user.headers,
+                             content_type="application/json").get_environ()
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["wsgi.input_terminated"] = True
+    environ.pop("CONTENT_LENGTH", None)
+    if content_length is not None:
+        environ["CONTENT_LENGTH"] = str(content_length)
+    answer, status, _headers = run_wsgi_app(app, environ, buffered=True)
+    return int(status.split()[0]), json.loads(b"".join(answer))
+
+
+def test_a_chunked_body_is_read_whole(app, alice):
+    body = json.dumps({"request_id": "chunked", "body": {"utc_offset": 1}}).encode()
+    status, document = post_run(app, alice, body, None)
+    assert status == 202 and document["status"] == "ACTIVE"
+
+
+def test_a_chunked_body_past_the_limit_is_413_json(app, alice):
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    body = json.dumps({"request_id": "big", "body": {"utc_offset": 1}, "label": "x"}).encode()
+    padded = body[:-1] + b" " * (limit + 1 - len(body)) + b"}"  # valid JSON, one byte too many
+    assert post_run(app, alice, padded, None) == (
+        413, {"code": "RequestTooLarge",
+              "description": "The request body is larger than this provider accepts."})
+    at_limit = body[:-1] + b" " * (limit - len(body)) + b"}"
+    assert post_run(app, alice, at_limit, None)[0] == 202
+
+
+def test_a_body_shorter_than_its_content_length_is_400_json(app, alice):
+    body = json.dumps({"request_id": "short", "body": {"utc_offset": 1}}).encode()
+    status, document = post_run(app, alice, body, len(body) + 5)
+    assert status == 400 and document["code"] == "BadActionRequest"
+    assert post_run(app, alice, body, len(body))[0] == 202
 
 
 def test_unexpected_error_is_500_json_without_details(app, alice, caplog):

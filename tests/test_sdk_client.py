@@ -3,12 +3,12 @@ on both path styles."""
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import globus_sdk
 import pytest
 
+from tests.helpers import completed_status
 from tests.sdk_client import WhatTimeClient
 from tests.server import serve
 from tests.spec import assert_conforms
@@ -64,8 +64,7 @@ def test_lifecycle_through_the_sdk(url, legacy_paths):
     assert http_status(alice.cancel, doomed) == 409
     assert http_status(alice.release, action_id) == 409  # still running
 
-    time.sleep(DELAY + 0.2)
-    final = alice.status(action_id).data
+    final = completed_status(lambda: alice.status(action_id).data)
     assert final["status"] in ("SUCCEEDED", "FAILED")
     log = alice.log(action_id, limit=1)
     assert log["has_next_page"] is True

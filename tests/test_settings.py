@@ -130,3 +130,38 @@ def test_operator_file_errors_name_the_file(monkeypatch: pytest.MonkeyPatch, tmp
 def test_overrides_are_checked_too():
     with pytest.raises(ConfigError, match="bad setting FAILURE_RATE='2'"):
         load_settings({**DEV, "FAILURE_RATE": 2})
+
+
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [("FLASK_FAILURE_RAT", "FLASK_FAILURE_RATE"), ("FLASK_failure_rate", "FLASK_FAILURE_RATE"),
+     ("FLASK_STORE_URI", "FLASK_STORE_URL"), ("FLASK_LOGLEVEL", "FLASK_LOG_LEVEL")],
+)
+def test_an_unknown_flask_variable_is_refused_with_a_suggestion(
+    monkeypatch: pytest.MonkeyPatch, name: str, suggestion: str
+):
+    monkeypatch.setenv(name, "1")
+    with pytest.raises(ConfigError) as refused:
+        load_settings(DEV)
+    message = str(refused.value)
+    assert "\n" not in message and name in message
+    assert message.endswith(f"did you mean {suggestion}?")
+
+
+def test_an_unknown_flask_variable_like_no_setting_points_to_config_py(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setenv("FLASK_NONSENSE", "1")
+    with pytest.raises(ConfigError, match=r"FLASK_NONSENSE .*config\.py"):
+        load_settings(DEV)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["FLASK_APP", "FLASK_DEBUG", "FLASK_ENV", "FLASK_ENV_FILE", "FLASK_SKIP_DOTENV",
+     "FLASK_RUN_FROM_CLI", "FLASK_RUN_HOST", "FLASK_RUN_PORT", "FLASK_RUN_RELOAD",
+     "FLASK_ROUTES_SORT"],
+)
+def test_flasks_own_variables_are_not_settings(monkeypatch: pytest.MonkeyPatch, name: str):
+    monkeypatch.setenv(name, "1")
+    assert load_settings(DEV)["AUTH_MODE"] == "dev"

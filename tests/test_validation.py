@@ -1,7 +1,5 @@
 """Run requests that are refused: a JSON 400 naming what is wrong, never an
-echo of the value, never a 500. (The compiled validator's and the JSON
-parser's agreement with jsonschema and the stdlib: test_validation_parity.py,
-test_parse_parity.py.)"""
+echo of the value, never a 500."""
 
 from __future__ import annotations
 
@@ -37,6 +35,28 @@ def test_invalid_bodies_are_400(client, alice, body):
 
 
 @pytest.mark.parametrize(
+    "offset",
+    [0, -0.0, 1, 1.0, -12, 14, 14.0, 5.5, -3.75, "5", "5.5", "-0", "14.0", "-12.0",
+     "+14:00", "-12:00", "+05:30", "5:30"],
+    ids=repr,
+)
+def test_utc_offsets_accepted(client, alice, offset):
+    assert run(client, alice, body={"utc_offset": offset}).status_code == 202
+
+
+@pytest.mark.parametrize(
+    "offset",
+    [False, None, [], {}, 14.0000001, -12.0000001, -12.5, 15, -1e300, 2**70, "5\n", "\n5",
+     " 5", "5\t", "+14:01", "-12:01", "14.", "14.1", "05:60", "+-5", "0x5", "", "+", "-",
+     "\u0665", "1_0", "+05:30\n"],
+    ids=repr,
+)
+def test_utc_offsets_refused(client, alice, offset):
+    response = run(client, alice, body={"utc_offset": offset})
+    assert response.status_code == 400 and "$.body.utc_offset" in response.json["description"]
+
+
+@pytest.mark.parametrize(
     "raw",
     [
         b"",
@@ -49,6 +69,7 @@ def test_invalid_bodies_are_400(client, alice, body):
         b'{"request_id": "x", "body": {"utc_offset": 1' + b"0" * 5000 + b"}}",
         b"[" * 30000 + b"]" * 30000,
         b"\xff\xfe{}",
+        b"\xef\xbb\xbf{}",  # a BOM
         b'{"request_id": "x"}',
         b'{"body": {"utc_offset": 1}}',
         b'{"request_id": 5, "body": {"utc_offset": 1}}',

@@ -6,17 +6,14 @@ jsonschema rejects (the property the front relies on)."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
-import fastjsonschema
-import jsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.validation import RunRequestValidator, _exclusive_one_of_as_any_of, load_input_schema
+from app.validation import RunRequestValidator
 
 FAST = RunRequestValidator(256)
 FULL = RunRequestValidator(256, compiled=False)
@@ -142,51 +139,3 @@ documents = st.fixed_dictionaries(
 @given(documents)
 def test_generated_requests(document):
     assert_parity(document)
-
-
-def _rewritten(schema: dict[str, Any]) -> dict[str, Any]:
-    copy = json.loads(json.dumps(schema))
-    _exclusive_one_of_as_any_of(copy)
-    return copy
-
-
-NUMBER_OR_STRING = {"oneOf": [{"type": "number", "maximum": 3}, {"type": "string"}]}
-OVERLAPPING = [
-    {"oneOf": [{"type": "number"}, {"type": "integer"}]},  # 1 is both: oneOf refuses it
-    {"oneOf": [{"type": "string"}, {"maxLength": 2}]},  # a branch without a type
-    {"oneOf": [{"type": ["string", "null"]}, {"type": "null"}]},  # a list of types
-    {"oneOf": [{"type": "string"}, {"type": "string", "maxLength": 2}]},
-]
-VALUES: list[Any] = [None, True, 0, 1, 1.5, 4, "", "a", "abc", [], {}, [1], {"a": 1}]
-
-
-def test_one_of_with_exclusive_types_becomes_any_of_at_any_depth():
-    nested = {"type": "object", "properties": {"x": NUMBER_OR_STRING},
-              "items": [NUMBER_OR_STRING]}
-    rewritten = _rewritten(nested)
-    assert rewritten["properties"]["x"] == {"anyOf": NUMBER_OR_STRING["oneOf"]}
-    assert rewritten["items"][0] == {"anyOf": NUMBER_OR_STRING["oneOf"]}
-    assert "anyOf" in _rewritten(load_input_schema())["properties"]["utc_offset"]
-
-
-def test_documents_inside_a_schema_are_not_rewritten():
-    schema = {"properties": {k: {k: [NUMBER_OR_STRING]} for k in ("enum", "examples")},
-              "const": NUMBER_OR_STRING, "default": NUMBER_OR_STRING}
-    assert _rewritten(schema) == schema
-
-
-@pytest.mark.parametrize("schema", OVERLAPPING, ids=repr)
-def test_one_of_whose_branches_can_overlap_is_kept(schema):
-    assert _rewritten(schema) == schema
-
-
-@pytest.mark.parametrize("schema", [NUMBER_OR_STRING, *OVERLAPPING], ids=repr)
-def test_the_rewritten_compiled_schema_accepts_what_jsonschema_accepts(schema):
-    fast = fastjsonschema.compile(_rewritten(schema))
-    for value in VALUES:
-        try:
-            fast(value)
-            accepted = True
-        except fastjsonschema.JsonSchemaException:
-            accepted = False
-        assert accepted == jsonschema.Draft7Validator(schema).is_valid(value), value
