@@ -62,9 +62,11 @@ DEFAULT_DRAIN_SECONDS = 5.0
 KILL_AFTER_SECONDS = 15
 # A request's headers must arrive within this, and an idle keep-alive connection
 # is closed after it: each worker holds at most 1024/workers connections at once
-# (granian's backpressure), idle ones included. A proxy's upstream keep-alive
-# must be shorter (deploy/nginx.conf).
-HEADER_READ_TIMEOUT_SECONDS = 10
+# (granian's backpressure), idle ones included. granian's own default; longer
+# than the pauses of clients that poll a status (ap-client waits at most 10 s),
+# which would otherwise race the close. A proxy's upstream keep-alive must be
+# shorter (deploy/nginx.conf).
+HEADER_READ_TIMEOUT_SECONDS = 30
 # Request line and headers, all together; more is a 431 (with an empty body).
 HEADER_BUFFER_BYTES = 64 * 1024
 

@@ -7,6 +7,8 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from ap_client.api import USER_AGENT
 
@@ -60,6 +62,13 @@ class Provider:
         self.tokens = tokens
         self.timeout = timeout
         self.session = requests.Session()
+        # A kept-alive connection the provider closed just as it was reused
+        # (its idle timeout) is not the provider stopping: a GET is sent once
+        # more on a new connection. Nothing else is retried.
+        once = Retry(total=1, connect=1, read=1, status=0, other=0, redirect=0,
+                     allowed_methods=frozenset({"GET", "HEAD", "OPTIONS"}), raise_on_status=False)
+        for scheme in ("http://", "https://"):
+            self.session.mount(scheme, HTTPAdapter(max_retries=once))
         self.session.headers["User-Agent"] = f"{USER_AGENT} check"
 
     def call(
