@@ -60,6 +60,12 @@ STORE_POOL_TIMEOUT_SECONDS: float = 5.0
 # busy database is not mistaken for a dead one, and below a proxy's read
 # timeout (nginx: 60 s), so the client gets a 503 rather than a 504.
 STORE_STATEMENT_TIMEOUT_SECONDS: float = 10.0
+# The memory store keeps at most this many actions (released and expired ones
+# do not count); when full, a new run is answered 503 with Retry-After ("the
+# provider is full") until actions are released or expire: nothing stored is
+# dropped, and the process never grows past its budget. Sized from the
+# largest action the per-request bounds allow: CAPACITY_FIGURES
+MEMORY_STORE_CAPACITY: int = 100_000
 
 # --- Actions -----------------------------------------------------------------
 # Each action finishes a random number of seconds in [MIN, MAX] after it starts.
@@ -95,6 +101,15 @@ METRICS_ENABLED: bool = True
 # of the provider's administrators, published in the introspection document.
 ADMINISTERED_BY: list = []
 
+# --- Fair use: live actions per identity --------------------------------------
+# The most live actions one caller (the creator's identity) may have at once,
+# on every store: started and not yet released, whether running or completed
+# (an action released, or past its release_after, does not count). Over it, a
+# new run is answered 429 with Retry-After; a repeat of a request_id already
+# acknowledged is always answered (200, the same action), and releasing an
+# action makes room at once. 0: no limit. LIVE_FIGURES
+MAX_LIVE_ACTIONS: int = 10_000
+
 # --- Fair use: request rates per identity ------------------------------------
 # How often one caller (its effective Globus identity) may ask, in the `limits`
 # library's notation: "<count>/<second|minute|hour|day>", several joined by ";"
@@ -119,9 +134,9 @@ GET_RATE_LIMIT: str = "3000/minute"
 # rate_limit_storage_errors_total) and Redis is tried again a second later.
 # Socket timeouts are 0.25 s; the URL may set others (?socket_timeout=0.5).
 RATE_LIMIT_STORAGE_URL: str = "memory://"
-# Principal URNs never rate-limited, e.g. the provider's administrators:
-# identities, or groups (one Globus Groups lookup, cached, and only for a caller
-# already over a rate).
+# Principal URNs never rate-limited nor held to MAX_LIVE_ACTIONS, e.g. the
+# provider's administrators: identities, or groups (one Globus Groups lookup,
+# cached, and only for a caller already over a limit).
 RATE_LIMIT_EXEMPT: list = []
 
 # --- Reverse proxy -------------------------------------------------------------
