@@ -32,7 +32,7 @@ from app.store.base import (
 )
 
 # config.py's MEMORY_STORE_CAPACITY (it documents the figures behind it).
-DEFAULT_CAPACITY = 100_000
+DEFAULT_CAPACITY = 50_000
 # A full store forgets at most this many due actions in one create (the lock
 # is held meanwhile), as one sweep of app.actions does.
 FULL_SWEEP_LIMIT = 256
