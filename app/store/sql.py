@@ -5,7 +5,10 @@ Every state change is one statement whose WHERE clause is the compare-and-set,
 so it is atomic across threads, processes and hosts:
 
 - create:  INSERT ... ON CONFLICT DO NOTHING on UNIQUE (creator_id, request_id)
-           (an expired holder of the request_id is deleted first);
+           (an expired holder of the request_id is deleted first); with the
+           live-action limit, INSERT ... SELECT ... WHERE the creator's live
+           actions, counted on the index (creator_id, release_at_us) up to
+           the limit, are fewer than it, after a per-creator lock (below);
 - cancel:  UPDATE ... WHERE not cancelled AND not yet complete ... RETURNING;
 - release: DELETE ... RETURNING;
 - sweep:   DELETE of at most ``limit`` rows whose release_at has passed
@@ -30,7 +33,9 @@ STORE_POOL_SIZE connections, opened when a thread first needs one and shared
 by every thread, so a server whose threads come and go holds no more than
 that. A statement takes a connection for itself only. On PostgreSQL each hot
 statement is one round trip in autocommit mode (create is one statement: a
-CTE inserting the action and its principal rows), with a ``statement_timeout``
+CTE counting the creator's live actions and inserting the action and its
+principal rows; with the limit, pipelined after the per-creator advisory lock
+in the same round trip and implicit transaction), with a ``statement_timeout``
 (STORE_STATEMENT_TIMEOUT_SECONDS); on SQLite writes run inside BEGIN
 IMMEDIATE and the same setting bounds the wait for the write lock. There is
 no pre-ping: an idle connection the server has closed is seen on its socket
