@@ -60,6 +60,15 @@ STORE_POOL_TIMEOUT_SECONDS: float = 5.0
 # busy database is not mistaken for a dead one, and below a proxy's read
 # timeout (nginx: 60 s), so the client gets a 503 rather than a 504.
 STORE_STATEMENT_TIMEOUT_SECONDS: float = 10.0
+# The memory store keeps at most this many actions (released and expired ones
+# do not count). When full, a new run is answered 503 ProviderFull with
+# Retry-After until actions are released or expire: nothing stored is dropped,
+# and memory stays within budget. Sized for 1 GiB of the largest actions the
+# per-request bounds allow (64 + 64 principals, a 64-character label and a
+# request_id of MAX_REQUEST_ID_LENGTH characters, all 4-byte characters): about
+# 21 KB each (bench/memory.py); a typical action takes about 0.8 KB. Give the
+# process about 21 KB for each action you add here.
+MEMORY_STORE_CAPACITY: int = 50_000
 
 # --- Actions -----------------------------------------------------------------
 # Each action finishes a random number of seconds in [MIN, MAX] after it starts.
@@ -95,6 +104,19 @@ METRICS_ENABLED: bool = True
 # of the provider's administrators, published in the introspection document.
 ADMINISTERED_BY: list = []
 
+# --- Fair use: live actions per identity --------------------------------------
+# The most live actions one caller (the creator's identity) may have at once,
+# on every store: started and not yet released, running or completed (an action
+# released, or past its release_after, does not count). Over it, a new run is
+# answered 429 with Retry-After; a repeat of a request_id already acknowledged
+# is always answered (200, the same action), and a release makes room at once.
+# Globus Flows releases each action once its step is done, so a user holds
+# about one here per running flow that uses this provider; a client that never
+# releases keeps each action for its release_after (30 days by default), and
+# 10,000 is then 333 a day. At the limit a run costs about 1.4 ms more on
+# PostgreSQL (counting, an index range scan). 0: no limit.
+MAX_LIVE_ACTIONS: int = 10_000
+
 # --- Fair use: request rates per identity ------------------------------------
 # How often one caller (its effective Globus identity) may ask, in the `limits`
 # library's notation: "<count>/<second|minute|hour|day>", several joined by ";"
@@ -119,9 +141,9 @@ GET_RATE_LIMIT: str = "3000/minute"
 # rate_limit_storage_errors_total) and Redis is tried again a second later.
 # Socket timeouts are 0.25 s; the URL may set others (?socket_timeout=0.5).
 RATE_LIMIT_STORAGE_URL: str = "memory://"
-# Principal URNs never rate-limited, e.g. the provider's administrators:
-# identities, or groups (one Globus Groups lookup, cached, and only for a caller
-# already over a rate).
+# Principal URNs never rate-limited nor held to MAX_LIVE_ACTIONS, e.g. the
+# provider's administrators: identities, or groups (one Globus Groups lookup,
+# cached, and only for a caller already over a limit).
 RATE_LIMIT_EXEMPT: list = []
 
 # --- Reverse proxy -------------------------------------------------------------

@@ -34,7 +34,7 @@ from globus_action_provider_tools.flask.exceptions import (
     BadActionRequest,
 )
 
-from app.store import ActionRecord, ActionStore
+from app.store import ActionRecord, ActionStore, LiveActionLimitReached
 from app.store.base import effective_status, holds_role
 
 Clock = Callable[[], datetime]
@@ -68,6 +68,10 @@ class ActionRules:
     release_after: timedelta
     max_release_after: timedelta
     maximum_deadline: timedelta
+    # Live actions one creator may have (None: no limit), and the principals
+    # never limited (RATE_LIMIT_EXEMPT).
+    max_live_actions: int | None = None
+    limit_exempt: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ActionRules:
@@ -78,6 +82,8 @@ class ActionRules:
             release_after=parse_duration(config["RELEASE_AFTER"]),
             max_release_after=parse_duration(config["MAX_RELEASE_AFTER"]),
             maximum_deadline=parse_duration(config["MAXIMUM_DEADLINE"]),
+            max_live_actions=int(config.get("MAX_LIVE_ACTIONS", 0)) or None,
+            limit_exempt=tuple(config.get("RATE_LIMIT_EXEMPT", ())),
         )
         if not timedelta(0) <= rules.min_delay <= rules.max_delay:
             raise ValueError("need 0 <= MIN_DELAY_SECONDS <= MAX_DELAY_SECONDS")
@@ -248,7 +254,7 @@ class ActionService:
         request_id already started; return its status and whether it is new."""
         now = self.clock()
         record = self._new_record(request, caller, now)
-        stored, created = self.store.create(record, now)
+        stored, created = self._create(record, now, caller)
         if created:
             self.events.started()
             self._sweep_if_due(now)
@@ -257,6 +263,19 @@ class ActionService:
                 f"request_id {request.request_id!r} was already used for a different request"
             )
         return public_status(stored, now), created
+
+    def _create(
+        self, record: ActionRecord, now: datetime, caller: AuthState
+    ) -> tuple[ActionRecord, bool]:
+        """store.create with the live-action limit, which an exempt caller
+        passes (its groups are looked up only once it is over the limit)."""
+        exempt = self.settings.limit_exempt
+        try:
+            return self.store.create(record, now, self.settings.max_live_actions)
+        except LiveActionLimitReached:
+            if exempt and caller.check_authorization(exempt):
+                return self.store.create(record, now)
+            raise
 
     def acknowledged(self, request_id: str, caller: AuthState) -> bool:
         """Has the caller's ``request_id`` already started an action that is

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import time
 from collections.abc import Iterable
 
-from flask import Flask, Response
+from flask import Flask, Response, current_app
 from globus_action_provider_tools.flask.exceptions import (
     ActionProviderToolsException,
     UnauthorizedRequest,
@@ -41,6 +43,11 @@ _DESCRIPTIONS = {
     413: "The request body is larger than this provider accepts.",
 }
 RETRY_AFTER_SECONDS = 5
+# Room for a new action comes when actions are released (or reach their
+# release_after), which the provider cannot foresee. A minute keeps a waiting
+# client's retries cheap (one count each) and lets a flow waiting for room go
+# on within a minute of Globus Flows releasing the actions of finished runs.
+ROOM_RETRY_AFTER_SECONDS = 60
 
 
 class ActionForbidden(ActionProviderToolsException, Forbidden):
@@ -91,6 +98,21 @@ def http_error_response(error: HTTPException) -> Response:
     return error_response(status, code, description, headers)
 
 
+_full_warned_at = [-math.inf]  # monotonic time of the last "store full" warning
+
+
+def _warn_full(capacity: int) -> None:
+    """WARNING that the memory store is full, at most once a minute (every
+    refused run is also in the request log, as a 503)."""
+    now = time.monotonic()
+    if now - _full_warned_at[0] >= 60:
+        _full_warned_at[0] = now
+        log.warning(
+            "the memory store is full (MEMORY_STORE_CAPACITY=%d actions): new runs are "
+            "answered 503 until actions are released or expire", capacity,
+        )
+
+
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, http_error_response)
 
@@ -100,6 +122,27 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(
             503, "StoreUnavailable", "The action store is unavailable; try again shortly.",
             [("Retry-After", str(RETRY_AFTER_SECONDS))],
+        )
+
+    @app.errorhandler(store.LiveActionLimitReached)
+    def live_action_limit(error: store.LiveActionLimitReached) -> Response:
+        current_app.extensions["metrics"].rate_limited("live_actions")
+        return error_response(
+            429, "TooManyRequests",
+            f"You have {error.limit} live actions, the most this provider keeps for one "
+            "identity: release completed actions to make room (or wait for their "
+            f"release_after), then try again in {ROOM_RETRY_AFTER_SECONDS} s.",
+            [("Retry-After", str(ROOM_RETRY_AFTER_SECONDS))],
+        )
+
+    @app.errorhandler(store.StoreFull)
+    def provider_full(error: store.StoreFull) -> Response:
+        _warn_full(error.capacity)
+        return error_response(
+            503, "ProviderFull",
+            "The provider is full: it keeps no more actions until some are released; "
+            f"try again in {ROOM_RETRY_AFTER_SECONDS} s.",
+            [("Retry-After", str(ROOM_RETRY_AFTER_SECONDS))],
         )
 
     @app.errorhandler(Exception)

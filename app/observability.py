@@ -99,7 +99,8 @@ class Metrics:
             "Lookups in the token introspection cache (deprecated: see auth_cache_lookups).",
             ["result"], registry=r,
         )
-        # Rate limits (app.ratelimit): 429s by the limit refused (run_rate, get_rate).
+        # 429s by the limit refused: run_rate, get_rate (app.ratelimit) and
+        # live_actions (MAX_LIVE_ACTIONS, app.errors).
         self.rate_limited_total = Counter(
             "rate_limited", "Requests refused with 429, by the limit they exceeded.",
             ["reason"], registry=r,
@@ -116,7 +117,7 @@ class Metrics:
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         for outcome in ("succeeded", "failed", "cancelled"):
             self.released_total.labels(outcome)
-        for reason in ("run_rate", "get_rate"):
+        for reason in ("run_rate", "get_rate", "live_actions"):
             self.rate_limited_total.labels(reason)
         for outcome in ("ok", "error", "malformed"):
             self.introspections.labels(outcome)

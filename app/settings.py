@@ -78,6 +78,8 @@ class ServiceSettings(BaseSettings):
     STORE_STATEMENT_TIMEOUT_SECONDS: float = _form(
         "a number of seconds, at least 0.001 and at most 3600", ge=0.001, le=3600
     )
+    MEMORY_STORE_CAPACITY: int = _form("a whole number of actions, at least 1", ge=1)
+    MAX_LIVE_ACTIONS: int = _form("a whole number of actions, at least 0 (0: no limit)", ge=0)
     MIN_DELAY_SECONDS: float = _form("a number of seconds, at least 0", ge=0)
     MAX_DELAY_SECONDS: float = _form("a number of seconds, at least MIN_DELAY_SECONDS", ge=0)
     FAILURE_RATE: float = _form("a number from 0 to 1", ge=0, le=1)

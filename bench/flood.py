@@ -50,6 +50,7 @@ import requests
 from bench.load import Measure, Request, require_wrk, run_wrk
 from bench.sides import RESULTS, ROOT, START_KINDS, Server, SideError, prepare, serve_side
 from tests.postgres import temporary_schema
+from tests.redis_server import RedisServer
 
 PG_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 HER, FLOODER = "dev-token-her", "dev-token-flooder"
@@ -125,6 +126,14 @@ def flood_store(store: str, args: argparse.Namespace, wrk_bin: str) -> dict[str,
                      stack.enter_context(temporary_schema(args.pg_url, "bench_flood")))
         env = {"FLASK_AUTH_MODE": "dev", "FLASK_STORE_URL": store_url,
                "FLASK_MIN_DELAY_SECONDS": "86400", "FLASK_MAX_DELAY_SECONDS": "172800"}
+        if store != "memory":
+            # Served by several workers, whose rates must be counted in one
+            # place (the launcher refuses per-process counts): a Redis of its own.
+            redis = RedisServer(Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="bench-redis-"))))
+            redis.start()
+            stack.callback(redis.stop)
+            env["FLASK_RATE_LIMIT_STORAGE_URL"] = redis.url
         server: Server = stack.enter_context(serve_side(side, env, args.side_args))
         print(f"\n== {store}: {side.ref} ({side.sha[:12]}, {side.start}): "
               f"{' '.join(server.command)} ({server.processes()} processes)", flush=True)

@@ -17,7 +17,13 @@ from typing import Any
 import pytest
 
 from app.store import ActionStore, UnknownStoreURL, open_store
-from app.store.base import ROLES, ActionRecord, effective_status, holds_role
+from app.store.base import (
+    ROLES,
+    ActionRecord,
+    LiveActionLimitReached,
+    effective_status,
+    holds_role,
+)
 from app.store.sql import SCHEMA_VERSION, SchemaTooNew
 from tests.store_fixtures import execute_directly
 
@@ -298,6 +304,70 @@ def test_enumerate_pages_by_start_time_then_action_id(store: ActionStore) -> Non
     assert len(pages) == (len(everything) + 1) // 2
 
 
+# --- the live-action limit ----------------------------------------------------------------
+LIMIT = 3
+
+
+def fill_to_limit(store: ActionStore, creator: str = "alice", **fields: Any) -> list[ActionRecord]:
+    records = [make_record(n, creator=creator, **fields) for n in range(LIMIT)]
+    for record in records:
+        assert store.create(record, T0, LIMIT)[1]
+    return records
+
+
+def refused(store: ActionStore, record: ActionRecord, now: datetime = T0) -> bool:
+    try:
+        store.create(record, now, LIMIT)
+    except LiveActionLimitReached as error:
+        assert error.limit == LIMIT
+        return True
+    return False
+
+
+def test_at_the_limit_a_new_action_is_refused_and_nothing_stored(store: ActionStore) -> None:
+    fill_to_limit(store)
+    assert refused(store, make_record(10))
+    assert store.get(make_record(10).action_id) is None
+    assert store.find_request("alice", "request-10", T0) is None
+    assert len(store) == LIMIT  # type: ignore[arg-type]
+    # Per creator: bob has room; without a limit alice has too.
+    assert store.create(make_record(11, creator="bob"), T0, LIMIT)[1]
+    assert store.create(make_record(12), T0)[1]
+
+
+def test_at_the_limit_a_repeat_is_answered_with_its_action(store: ActionStore) -> None:
+    records = fill_to_limit(store)
+    again = make_record(20, request_id=records[1].request_id)
+    assert store.create(again, T0 + MINUTE, LIMIT) == (records[1], False)
+
+
+def test_release_makes_room_at_once(store: ActionStore) -> None:
+    records = fill_to_limit(store)
+    assert refused(store, make_record(10))
+    assert store.release(records[0].action_id)
+    assert store.create(make_record(10), T0, LIMIT) == (make_record(10), True)
+    assert refused(store, make_record(11))
+
+
+def test_expired_actions_do_not_count_before_they_are_swept(store: ActionStore) -> None:
+    short = make_record(0, release_after=timedelta(0))  # released when it completes
+    store.create(short, T0, LIMIT)
+    store.create(make_record(1), T0, LIMIT)
+    store.create(make_record(2, runs=HOUR), T0, LIMIT)
+    assert refused(store, make_record(10), short.release_at - timedelta(microseconds=1))
+    assert store.create(make_record(10), short.release_at, LIMIT)[1]  # not swept, not counted
+    assert refused(store, make_record(11), short.release_at)
+
+
+def test_cancelled_and_completed_actions_count_until_released(store: ActionStore) -> None:
+    records = fill_to_limit(store, runs=HOUR)  # each kept until T0 + 2 h
+    assert store.cancel(records[0].action_id, T0 + MINUTE) is not None  # kept until T0 + 61 min
+    assert refused(store, make_record(10), T0 + 2 * MINUTE)
+    every_one_completed = T0 + HOUR + MINUTE - timedelta(microseconds=1)
+    assert refused(store, make_record(10), every_one_completed)
+    assert store.create(make_record(10), T0 + HOUR + MINUTE, LIMIT)[1]
+
+
 # --- concurrency: threads -------------------------------------------------------------
 def race(n: int, work: Callable[[int], Any]) -> list[Any]:
     """Run work(0..n-1) in n threads released together."""
@@ -353,6 +423,14 @@ def test_threads_racing_to_release_have_one_winner(store: ActionStore) -> None:
     assert store.get(record.action_id) is None
 
 
+def test_threads_of_one_creator_at_the_limit_start_one_action(store: ActionStore) -> None:
+    for n in range(LIMIT - 1):
+        store.create(make_record(n), T0, LIMIT)
+    started = race(THREADS, lambda i: not refused(store, make_record(100 + i)))
+    assert sum(started) == 1
+    assert len(store) == LIMIT  # type: ignore[arg-type]
+
+
 # --- concurrency: processes (SQL) ------------------------------------------------------
 PROCESSES = 4
 
@@ -365,6 +443,8 @@ def _in_process(url: str, barrier: Any, queue: Any, operation: str, index: int) 
             if operation == "create":
                 stored, created = store.create(make_record(200 + index, request_id="shared"), T0)
                 queue.put((index, stored.action_id, created))
+            elif operation == "create_limited":
+                queue.put((index, None, not refused(store, make_record(200 + index))))
             else:
                 cancelled = store.cancel(make_record(1).action_id, T0 + timedelta(seconds=index))
                 queue.put((index, None if cancelled is None else cancelled.cancelled_at, None))
@@ -413,6 +493,18 @@ def test_processes_racing_to_cancel_have_one_winner(sql_url: str) -> None:
         assert len(winners) == 1
         stored = store.get(make_record(1).action_id)
         assert stored is not None and stored.cancelled_at == winners[0]
+    finally:
+        store.close()
+
+
+def test_processes_of_one_creator_at_the_limit_start_one_action(sql_url: str) -> None:
+    store = open_store(sql_url)
+    try:
+        for n in range(LIMIT - 1):
+            store.create(make_record(n), T0, LIMIT)
+        results = race_processes(sql_url, "create_limited")
+        assert sum(1 for _, _, created in results if created) == 1
+        assert len(store) == LIMIT  # type: ignore[arg-type]
     finally:
         store.close()
 
@@ -519,6 +611,50 @@ def test_unexpected_driver_errors_do_not_carry_statement_values(sql_url: str) ->
         assert "Violation" in str(caught.value) or "CONSTRAINT" in str(caught.value)
         assert make_record(1).action_id not in str(caught.value)
         assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    finally:
+        store.close()
+
+
+def indexes(url: str) -> set[str]:
+    if url.startswith("sqlite:"):
+        sql = "SELECT name FROM sqlite_master WHERE type = 'index'"
+    else:
+        sql = "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+    return {name for (name,) in execute_directly(url, sql)}
+
+
+def test_a_version_1_database_is_upgraded(sql_url: str) -> None:
+    """Version 2 added the index counting a creator's live actions."""
+    store = open_store(sql_url)
+    records = [make_record(n) for n in range(LIMIT)]
+    for record in records:
+        store.create(record, T0)
+    store.close()
+    execute_directly(sql_url, "DROP INDEX actions_creator_live")
+    execute_directly(sql_url, "UPDATE schema_version SET version = 1")
+    assert "actions_creator_live" not in indexes(sql_url)
+
+    upgraded = open_store(sql_url)
+    try:
+        assert execute_directly(sql_url, "SELECT version FROM schema_version") == [(2,)]
+        assert "actions_creator_live" in indexes(sql_url)
+        assert [upgraded.get(r.action_id) for r in records] == records
+        assert refused(upgraded, make_record(10))
+    finally:
+        upgraded.close()
+
+
+def test_the_live_count_is_an_index_range_scan(sql_url: str) -> None:
+    store = open_store(sql_url)
+    try:
+        for n in range(300):
+            store.create(make_record(n, creator=f"user{n % 100}"), T0)
+        sql = store._statements["count_live"]  # type: ignore[attr-defined]
+        explain = "EXPLAIN QUERY PLAN " if store.dialect == "sqlite" else "EXPLAIN "  # type: ignore[attr-defined]
+        if store.dialect == "postgresql":  # type: ignore[attr-defined]
+            execute_directly(sql_url, "ANALYZE actions")
+        plan = execute_directly(sql_url, explain + sql, ("user7", 0, LIMIT))
+        assert "actions_creator_live" in " ".join(str(line) for line in plan), plan
     finally:
         store.close()
 

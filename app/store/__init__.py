@@ -5,14 +5,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from app.store.base import ActionRecord, ActionStore, StoreError, StoreUnavailable
-from app.store.memory import MemoryStore
+from app.store.base import (
+    ActionRecord,
+    ActionStore,
+    LiveActionLimitReached,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+)
+from app.store.memory import DEFAULT_CAPACITY, MemoryStore
 
 __all__ = [
     "ActionRecord",
     "ActionStore",
+    "LiveActionLimitReached",
     "MemoryStore",
     "StoreError",
+    "StoreFull",
     "StoreUnavailable",
     "UnknownStoreURL",
     "open_store",
@@ -26,13 +35,15 @@ class UnknownStoreURL(ValueError):
 
 
 def open_store(url: str, config: Mapping[str, Any] | None = None) -> ActionStore:
-    """Open the store that ``url`` names; a SQL store takes its pool settings
-    (STORE_POOL_SIZE, ...) from ``config``, config.py's defaults without one."""
+    """Open the store that ``url`` names; the memory store takes its capacity
+    (MEMORY_STORE_CAPACITY), a SQL store its pool settings (STORE_POOL_SIZE,
+    ...) from ``config``, config.py's defaults without one."""
     scheme = url.split(":", 1)[0].lower() if ":" in url else url.lower()
     if scheme == "memory":
         if url not in ("memory://", "memory"):
             raise UnknownStoreURL(f"STORE_URL memory:// takes no path or options; use {SUPPORTED}")
-        return MemoryStore()
+        capacity = DEFAULT_CAPACITY if config is None else config["MEMORY_STORE_CAPACITY"]
+        return MemoryStore(int(capacity))
     if scheme in ("sqlite", "postgresql", "postgres", "postgresql+psycopg"):
         from app.store.diagnosis import explain
         from app.store.sql import DRIVER_ERRORS, PoolSettings, SQLStore  # the drivers only now

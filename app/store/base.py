@@ -54,6 +54,24 @@ class StoreError(RuntimeError):
     """A store could not do its work (see the subclasses)."""
 
 
+class LiveActionLimitReached(Exception):
+    """``create`` refused a new action: its creator already has ``limit`` live
+    actions (a 429 for the caller; not a failure of the store)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the creator has {limit} live actions, the most allowed")
+        self.limit = limit
+
+
+class StoreFull(Exception):
+    """``create`` refused a new action: the memory store holds its capacity
+    (a 503: the provider is full; nothing stored is dropped to make room)."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(f"the store holds {capacity} actions, its capacity")
+        self.capacity = capacity
+
+
 class StoreUnavailable(StoreError):
     """The backing database could not be reached or did not answer in time.
 
@@ -82,11 +100,21 @@ def holds_role(record: ActionRecord, principals: frozenset[str], role: str) -> b
 
 
 class ActionStore(Protocol):
-    def create(self, record: ActionRecord, now: datetime) -> tuple[ActionRecord, bool]:
+    def create(
+        self, record: ActionRecord, now: datetime, live_limit: int | None = None
+    ) -> tuple[ActionRecord, bool]:
         """Store ``record`` unless its (creator_id, request_id) already names a live
         action; return the stored record and whether this call created it.
 
         A record whose ``release_at`` is not after ``now`` counts as gone.
+
+        ``live_limit``: refuse (LiveActionLimitReached) a new action whose
+        creator already has that many live actions (released and expired ones
+        do not count); None: no limit. The request_id is looked up first, so
+        a repeat of a stored request is answered whatever the count. The
+        count and the insert are one atomic step (see each store), so
+        concurrent creates of one creator never pass the limit together. The
+        memory store may also refuse with StoreFull (its capacity).
         """
         ...
 

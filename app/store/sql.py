@@ -5,7 +5,10 @@ Every state change is one statement whose WHERE clause is the compare-and-set,
 so it is atomic across threads, processes and hosts:
 
 - create:  INSERT ... ON CONFLICT DO NOTHING on UNIQUE (creator_id, request_id)
-           (an expired holder of the request_id is deleted first);
+           (an expired holder of the request_id is deleted first); with the
+           live-action limit, INSERT ... SELECT ... WHERE the creator's live
+           actions, counted on the index (creator_id, release_at_us) up to
+           the limit, are fewer than it, after a per-creator lock (below);
 - cancel:  UPDATE ... WHERE not cancelled AND not yet complete ... RETURNING;
 - release: DELETE ... RETURNING;
 - sweep:   DELETE of at most ``limit`` rows whose release_at has passed
@@ -30,7 +33,9 @@ STORE_POOL_SIZE connections, opened when a thread first needs one and shared
 by every thread, so a server whose threads come and go holds no more than
 that. A statement takes a connection for itself only. On PostgreSQL each hot
 statement is one round trip in autocommit mode (create is one statement: a
-CTE inserting the action and its principal rows), with a ``statement_timeout``
+CTE counting the creator's live actions and inserting the action and its
+principal rows; with the limit, pipelined after the per-creator advisory lock
+in the same round trip and implicit transaction), with a ``statement_timeout``
 (STORE_STATEMENT_TIMEOUT_SECONDS); on SQLite writes run inside BEGIN
 IMMEDIATE and the same setting bounds the wait for the write lock. There is
 no pre-ping: an idle connection the server has closed is seen on its socket
@@ -69,19 +74,18 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import ConnStatus, TransactionStatus
 
-from app.store.base import ActionRecord, StoreError, StoreUnavailable
+from app.store.base import ActionRecord, LiveActionLimitReached, StoreError, StoreUnavailable
 from app.store.pool import ConnectionPool
 
-SCHEMA_VERSION = 1
-# Upgrades from version N to N + 1: functions of a connection, run in order
-# inside the schema lock's transaction (with the connection's statement
-# timeout: a long migration SETs LOCAL a longer one).
-MIGRATIONS: dict[int, Callable[[Any], None]] = {}
+SCHEMA_VERSION = 2
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _ROLE_BITS = {"creator_id": 1, "monitor_by": 2, "manage_by": 4}
 _PG_LOCK_KEY = 0x7768_6174  # pg_advisory_xact_lock key serialising schema setup
+# The key space of the per-creator locks of create (the two-int form of
+# pg_advisory_xact_lock: apart from the one-bigint key above).
+_PG_CREATOR_LOCKS = 0x6C69_7665
 PREPARE_THRESHOLD = 2  # psycopg prepares a statement from its second use on a connection
 CONNECT_TIMEOUT_SECONDS = 5  # unless STORE_URL says connect_timeout=
 DRIVER_ERRORS = (psycopg.Error, sqlite3.Error)
@@ -122,6 +126,8 @@ _COLUMNS = (
 _JSON_AT = (_COLUMNS.index("monitor_by"), _COLUMNS.index("manage_by"))
 _START_AT = _COLUMNS.index("start_time_us")
 
+# Counts a creator's live actions for the live-action limit (version 2).
+_CREATOR_LIVE_INDEX = "CREATE INDEX actions_creator_live ON actions (creator_id, release_at_us)"
 # "<bytes>" is the dialect's binary type.
 _DDL = (
     "CREATE TABLE schema_version (version INTEGER NOT NULL)",
@@ -142,6 +148,7 @@ _DDL = (
         CONSTRAINT actions_request_key UNIQUE (creator_id, request_id)
     )""",
     "CREATE INDEX actions_release_at ON actions (release_at_us)",
+    _CREATOR_LIVE_INDEX,
     """CREATE TABLE action_principals (
         principal TEXT NOT NULL,
         start_time_us BIGINT NOT NULL,
@@ -152,6 +159,22 @@ _DDL = (
     # For the cascade when an action is released or swept.
     "CREATE INDEX action_principals_action ON action_principals (action_id)",
 )
+
+
+
+def _add_creator_live_index(conn: Any) -> None:
+    """Version 1 -> 2: the index counting a creator's live actions. It blocks
+    writes while it is built (about a second a million actions), once, by the
+    launcher before any worker serves."""
+    if not isinstance(conn, sqlite3.Connection):
+        conn.execute("SET LOCAL statement_timeout = 0")
+    conn.execute(_CREATOR_LIVE_INDEX)
+
+
+# Upgrades from version N to N + 1: functions of a connection, run in order
+# inside the schema lock's transaction (with the connection's statement
+# timeout: a long migration SETs LOCAL a longer one).
+MIGRATIONS: dict[int, Callable[[Any], None]] = {1: _add_creator_live_index}
 
 # --- statements ------------------------------------------------------------------
 # Written with "@" for the driver's parameter mark and "<columns>" for the
@@ -164,14 +187,27 @@ _STATEMENTS = {
         "INSERT INTO action_principals (principal, start_time_us, action_id, roles) "
         "VALUES (@, @, @, @)"
     ),
-    # PostgreSQL: one statement, one round trip, for the action and its principal rows.
-    "create_pg": (
-        "WITH ins AS (<insert> RETURNING action_id, start_time_us), "
-        "p AS (INSERT INTO action_principals (principal, start_time_us, action_id, roles) "
-        "SELECT u.principal, ins.start_time_us, ins.action_id, u.roles FROM ins, "
-        "unnest(@::text[], @::smallint[]) AS u(principal, roles)) "
-        "SELECT count(*) FROM ins"
+    # A creator's live actions, counted up to a limit (an index range scan).
+    "count_live": (
+        "SELECT count(*) AS n FROM (SELECT 1 FROM actions "
+        "WHERE creator_id = @ AND release_at_us > @ LIMIT @) AS l"
     ),
+    # PostgreSQL: one statement for the action and its principal rows.
+    "create_pg": (
+        "WITH ins AS (<insert> RETURNING action_id, start_time_us), <principal_rows> "
+        "SELECT count(*), NULL FROM ins"
+    ),
+    # The same unless the creator has the limit of live actions already: how
+    # many it had (up to the limit), and whether the action was inserted.
+    "create_pg_limited": (
+        "WITH live AS (<count_live>), "
+        "ins AS (INSERT INTO actions (<columns>) SELECT <marks> FROM live WHERE live.n < @ "
+        "ON CONFLICT DO NOTHING RETURNING action_id, start_time_us), <principal_rows> "
+        "SELECT (SELECT count(*) FROM ins), (SELECT n FROM live)"
+    ),
+    # Taken in the same transaction before create_pg_limited, so that its
+    # count sees every create of the creator that went before.
+    "lock_creator": "SELECT pg_advisory_xact_lock(@, hashtext(@))",
     "delete_expired": "DELETE FROM actions WHERE action_id = @ AND release_at_us <= @",
     "cancel": (
         "UPDATE actions SET cancelled_at_us = @, release_at_us = @ + release_after_us "
@@ -195,6 +231,17 @@ _STATEMENTS = {
     "set_version": "UPDATE schema_version SET version = @",
     "first_version": "INSERT INTO schema_version (version) VALUES (@)",
 }
+_PRINCIPAL_ROWS = (
+    "p AS (INSERT INTO action_principals (principal, start_time_us, action_id, roles) "
+    "SELECT u.principal, ins.start_time_us, ins.action_id, u.roles FROM ins, "
+    "unnest(@::text[], @::smallint[]) AS u(principal, roles))"
+)
+# PostgreSQL types of the columns: INSERT ... SELECT does not type its
+# parameters from the columns as INSERT ... VALUES does.
+_PG_TYPES = {
+    "fingerprint": "bytea", "result": "text", "monitor_by": "json", "manage_by": "json",
+    "label": "text", "action_id": "text", "creator_id": "text", "request_id": "text",
+}
 # ``effective_status(record, now) in statuses`` (see base.py), one "@" = now each.
 _STATUS_SQL = {
     "ACTIVE": "(cancelled_at_us IS NULL AND estimated_completion_time_us > @)",
@@ -210,9 +257,11 @@ _STATUS_SQL = {
 
 def _sql(text: str, *, pg: bool) -> str:
     """A statement of _STATEMENTS (or like them) for the driver."""
-    casts = {"monitor_by": "@::json", "manage_by": "@::json"} if pg else {}
-    marks = ", ".join(casts.get(name, "@") for name in _COLUMNS)
+    types = {name: _PG_TYPES.get(name, "bigint") for name in _COLUMNS} if pg else {}
+    marks = ", ".join(f"@::{types[name]}" if pg else "@" for name in _COLUMNS)
     text = text.replace("<insert>", _STATEMENTS["insert"]).replace("<marks>", marks)
+    text = text.replace("<count_live>", _STATEMENTS["count_live"])
+    text = text.replace("<principal_rows>", _PRINCIPAL_ROWS)
     text = text.replace("<columns>", ", ".join(_COLUMNS))
     text = text.replace("<lock>", " FOR UPDATE SKIP LOCKED" if pg else "")
     return text.replace("@", "%s" if pg else "?")
@@ -452,7 +501,9 @@ class SQLStore:
         raise AssertionError("unreachable")  # pragma: no cover
 
     # --- the ActionStore protocol --------------------------------------------
-    def create(self, record: ActionRecord, now: datetime) -> tuple[ActionRecord, bool]:
+    def create(
+        self, record: ActionRecord, now: datetime, live_limit: int | None = None
+    ) -> tuple[ActionRecord, bool]:
         now_us = to_us(now)
         row = _row(record)
         values = [row[name] for name in _COLUMNS]
@@ -460,16 +511,22 @@ class SQLStore:
             values[at] = json.dumps(values[at])
         principals = _principal_rows(record)
         key = (record.creator_id, record.request_id)
+        limit = None if live_limit is None else (live_limit, now_us)
         q = self._statements
         for _ in range(8):
             # Safe to repeat: a second run finds the first one's action by its
             # request_id and returns it (the caller then answers as for a retry).
-            if self._run(lambda conn: self._insert_action(conn, values, principals), retry=True):
+            inserted, live = self._run(
+                lambda conn: self._insert_action(conn, values, principals, limit), retry=True
+            )
+            if inserted:
                 return _record(row), True
             existing = self._run(
                 lambda conn: conn.execute(q["by_request"], key).fetchone(), retry=True
             )
             if existing is None:
+                if live_limit is not None and live >= live_limit:
+                    raise LiveActionLimitReached(live_limit)
                 continue  # released since our INSERT: try again
             stored = _record(self.backend.decode(existing))
             if to_us(stored.release_at) > now_us:
@@ -485,24 +542,56 @@ class SQLStore:
         raise RuntimeError("request_id kept changing hands; giving up")  # pragma: no cover
 
     def _insert_action(
-        self, conn: Any, values: list[Any], principals: list[tuple[str, int]]
-    ) -> bool:
+        self,
+        conn: Any,
+        values: list[Any],
+        principals: list[tuple[str, int]],
+        limit: tuple[int, int] | None,
+    ) -> tuple[bool, int]:
         """Insert the action and its principal rows unless the request_id (or
-        action_id) is taken; True if inserted. PostgreSQL: one statement."""
+        action_id) is taken or, with ``limit`` (live_limit, now), its creator
+        has that many live actions; (inserted, live actions counted up to the
+        limit: 0 without one).
+
+        The count and the insert are atomic for each creator. PostgreSQL: one
+        round trip, pipelining two statements in one implicit transaction: a
+        per-creator advisory lock (held until that transaction ends), then the
+        count and insert in one statement, whose snapshot, taken once the lock
+        is held, sees the creator's every earlier create. (In one statement
+        the count would be from before the wait, and concurrent creates of
+        one creator could each see room for one more.) SQLite: one BEGIN
+        IMMEDIATE transaction, which holds the database's write lock."""
+        q = self._statements
+        creator, start, action_id = values[1], values[_START_AT], values[0]
         if self.backend.pg:
             names = [principal for principal, _ in principals]
             roles = [mask for _, mask in principals]
-            return bool(conn.execute(self._statements["create_pg"], [*values, names, roles])
-                        .fetchone()[0])
+            if limit is None:
+                found = conn.execute(q["create_pg"], [*values, names, roles]).fetchone()
+            else:
+                live_limit, now_us = limit
+                with conn.connection.pipeline():
+                    conn.execute(q["lock_creator"], (_PG_CREATOR_LOCKS, creator))
+                    conn.execute(
+                        q["create_pg_limited"],
+                        [creator, now_us, live_limit, *values, live_limit, names, roles],
+                    )
+                found = conn.fetchone()
+            return bool(found[0]), int(found[1] or 0)
         with _transaction(conn, "BEGIN IMMEDIATE"):
-            inserted = conn.execute(self._statements["insert"], values).rowcount == 1
+            live = 0
+            if limit is not None:
+                live_limit, now_us = limit
+                live = conn.execute(q["count_live"], (creator, now_us, live_limit)).fetchone()[0]
+                if live >= live_limit:
+                    return False, live
+            inserted = conn.execute(q["insert"], values).rowcount == 1
             if inserted:
-                start, action_id = values[_START_AT], values[0]
                 conn.executemany(
-                    self._statements["insert_principal"],
+                    q["insert_principal"],
                     [(name, start, action_id, mask) for name, mask in principals],
                 )
-        return inserted
+        return inserted, live
 
     def find_request(self, creator_id: str, request_id: str, now: datetime) -> ActionRecord | None:
         if not _storable(request_id):
