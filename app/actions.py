@@ -269,9 +269,9 @@ class ActionService:
     ) -> tuple[ActionRecord, bool]:
         """store.create with the live-action limit, which an exempt caller
         passes (its groups are looked up only once it is over the limit)."""
-        exempt = self.settings.limit_exempt
+        exempt = self.rules.limit_exempt
         try:
-            return self.store.create(record, now, self.settings.max_live_actions)
+            return self.store.create(record, now, self.rules.max_live_actions)
         except LiveActionLimitReached:
             if exempt and caller.check_authorization(exempt):
                 return self.store.create(record, now)
