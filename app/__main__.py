@@ -45,13 +45,10 @@ from granian.log import LogLevels
 
 from app.logs import server_log_config
 from app.serving import DRAIN_FILE_VARIABLE, load_app
-from app.startup import EXIT_BAD_SETUP, check_or_exit
+from app.startup import EXIT_BAD_SETUP, SQL_WORKERS, check_or_exit, default_workers
 
 DEFAULT_BIND = ("127.0.0.1", 8000)
 DEFAULT_THREADS = 4
-# SQLite and PostgreSQL: one worker per core. Measured on 2 cores, PostgreSQL,
-# 4 threads a worker: 2 workers served the most (3 no more, 1 about 0.6 of it).
-SQL_WORKERS = len(os.sched_getaffinity(0))
 # Load balancers (a Kubernetes endpoint list, a health-checking proxy) take a few
 # seconds to see a 503 from /healthz and stop sending requests (Kubernetes users
 # add a few seconds' preStop sleep for the same reason). Short, as a stop waits.
@@ -161,11 +158,10 @@ def _bind(text: str | None) -> tuple[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv, os.environ)
-    config = check_or_exit(options.workers or 1, options.workers_from)
+    config = check_or_exit(options.workers, options.workers_from)
     if config["AUTH_MODE"] == "dev" and not _is_loopback(options.host):
         refuse(f"dev mode serves loopback clients only; not binding {options.host}")
-    memory = str(config["STORE_URL"]).lower().startswith("memory")
-    workers = options.workers or (1 if memory else SQL_WORKERS)
+    workers = options.workers or default_workers(config)
     if config["AUTH_MODE"] == "dev":
         _print_dev_banner(options.host, options.port)
 

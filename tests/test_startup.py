@@ -111,6 +111,18 @@ def test_stock_gunicorn_refuses_several_workers_on_the_memory_store(tmp_path, ar
     assert "Worker failed to boot." in output
 
 
+def test_default_workers_on_a_sql_store_refuse_per_process_rate_counts(sqlite_url):
+    """One worker per core by default on SQL stores: with more than one, rates
+    counted per process would be refused (said in one line), also when the
+    number of workers was not asked for."""
+    from app.startup import SQL_WORKERS
+
+    if SQL_WORKERS < 2:
+        pytest.fail("this machine has one core: the default is one worker")
+    line = refused(PYTHON_M_APP, {"FLASK_STORE_URL": sqlite_url})
+    assert f"{SQL_WORKERS} worker processes with RATE_LIMIT_STORAGE_URL='memory://'" in line
+
+
 def test_shared_store_serves_several_workers(sqlite_url, shared_rates):
     """The refusal is about the memory store only."""
     with serve({"FLASK_STORE_URL": sqlite_url, **shared_rates}, workers=2) as url:
