@@ -3,6 +3,10 @@
     .venv/bin/python -m bench.ab --old 6e7b116 --new HEAD            # 5 rounds of 5 s
     .venv/bin/python -m bench.ab --old 6e7b116 --new HEAD --variant memory --quick
 
+The default run (memory, memory-close, postgresql, library; 5 rounds of 5 s,
+1,000 identities) takes about 3 minutes a variant, 12 to 13 in all (more the
+first time: each side's venv is built).
+
 Each side (bench/sides.py) is its commit's own worktree, venv (from its
 requirements.txt) and non-editable install, started as a user starts it:
 ``gunicorn -c python:app.gunicorn_conf 'app:create_app()'`` where the commit
