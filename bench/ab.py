@@ -3,6 +3,10 @@
     .venv/bin/python -m bench.ab --old 6e7b116 --new HEAD            # 5 rounds of 5 s
     .venv/bin/python -m bench.ab --old 6e7b116 --new HEAD --variant memory --quick
 
+The default run (memory, memory-close, postgresql, library; 5 rounds of 5 s,
+1,000 identities) takes about 3 minutes a variant, 12 to 13 in all (more the
+first time: each side's venv is built).
+
 Each side (bench/sides.py) is its commit's own worktree, venv (from its
 requirements.txt) and non-editable install, started as a user starts it:
 ``gunicorn -c python:app.gunicorn_conf 'app:create_app()'`` where the commit
@@ -21,21 +25,42 @@ library):
                     auth against a loopback Globus Auth (tokens cached)
   library-close     the same with "Connection: close"
 
-Scenarios: introspect (GET /), status (GET /<id>/status of an action created
-before the rounds), run (POST /run, a fresh request_id each time). Rounds
+Many callers (--identities, 1,000): production's traffic comes from many
+users, and the service limits each identity's request rates and live
+actions, so the load is spread over N tokens used in turn, each its own
+identity: dev-token-bench-<i> (dev auth) or cached-token-bench-<i> (the
+loopback Auth: every token active, its own identity). Both sides get the
+same load (one that has no limits all the same).
+
+Scenarios: introspect (GET /, token i), status (GET /<id i>/status with
+token i: before the rounds each identity runs one action, N runs a
+server), run (POST /run, token i, a fresh request_id each time). Rounds
 interleave the two sides scenario by scenario (old then new, then new then
 old the next round). Each wrk run also reads the server's process tree CPU
-(utime + stime, /proc) and divides it by the requests answered. A ratio
-counts only if both sides answered nothing but 2xx, with no socket errors.
+(utime + stime, /proc) and divides it by the requests answered, and wrk's
+own CPU (it must stay well below a core). A ratio counts only if both sides
+answered nothing but 2xx, with no socket errors.
 
-Prints per-round lines and a Markdown table per variant; writes everything
-to bench/results/ab-<time>.json.
+Production settings kept, but two that a bench that never releases would
+otherwise hit, given only to a side whose config.py has them:
+FLASK_MEMORY_STORE_CAPACITY (BENCH_CAPACITY: every run is kept, a day
+active) and, on PostgreSQL, FLASK_RATE_LIMIT_STORAGE_URL: a Redis of the
+bench's own, as production with several workers needs (the rates counted
+once for every worker). The live actions each identity holds at the end
+are printed beside MAX_LIVE_ACTIONS. The library's introspection cache is
+sized like the service's (INTROSPECT_CACHE_SIZE and _TTL_SECONDS of the new
+side's config.py; the library's own 100 would miss for nearly every one of
+the N tokens).
+
+Prints per-round lines, a Markdown table per variant and the targets met or
+not; writes everything to bench/results/ab-<time>.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import shutil
@@ -67,10 +92,15 @@ from bench.sides import (
 )
 from tests.loopback_auth import loopback_auth, production_auth_env
 from tests.postgres import conninfo, temporary_schema
+from tests.redis_server import RedisServer
 
 SCENARIOS = ("introspect", "status", "run")
 PG_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-TOKENS = {"dev": "dev-token-bench", "globus": "cached-token-bench"}
+TOKEN_PREFIXES = {"dev": "dev-token-bench", "globus": "cached-token-bench"}
+IDENTITIES = 1000
+# The memory store's capacity on a side that has the setting: the bench keeps
+# every action it runs (about 130,000 a side and variant at 5,000 runs a second).
+BENCH_CAPACITY = 2_000_000
 RUN_BODIES = {
     "service": '{"request_id":"%s","body":{"utc_offset":5.5}}',
     "library": '{"request_id":"%s","body":{"echo_string":"hello"}}',
@@ -117,35 +147,49 @@ class Contender:
     side: Side
     app: str  # service | library
     server: Server
-    action_id: str
+    tokens: list[str]
+    action_ids: list[str]  # action i is token i's, for the status scenario
     rounds: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # the settings given to it
+    runs_acknowledged: int = 0  # 2xx answers to runs, warm-up included
+
+
+def tokens_for(variant: Variant, identities: int) -> list[str]:
+    return [f"{TOKEN_PREFIXES[variant.auth]}-{i}" for i in range(identities)]
 
 
 def request_for(scenario: str, c: Contender) -> Request:
     if scenario == "introspect":
         return Request("GET", "/")
     if scenario == "status":
-        return Request("GET", f"/{c.action_id}/status")
+        return Request("GET", paths=tuple(f"/{a}/status" for a in c.action_ids))
     return Request("POST", "/run", RUN_BODIES[c.app])
 
 
-def start_action(url: str, app: str, token: str) -> str:
-    """An action for the status scenario, created before the rounds."""
-    body = json.loads(RUN_BODIES[app] % f"bench-ab-{uuid.uuid4()}")
-    response = requests.post(url + "/run", json=body, timeout=30,
-                             headers={"Authorization": f"Bearer {token}"})
-    if response.status_code not in (200, 201, 202):
-        raise SideError(f"POST /run before the rounds: {response.status_code} {response.text}")
-    return str(response.json()["action_id"])
+def start_actions(url: str, app: str, tokens: list[str]) -> list[str]:
+    """One action per token for the status scenario, created before the rounds."""
+    ids = []
+    with requests.Session() as session:
+        for token in tokens:
+            body = json.loads(RUN_BODIES[app] % f"bench-ab-{uuid.uuid4()}")
+            response = session.post(url + "/run", json=body, timeout=30,
+                                    headers={"Authorization": f"Bearer {token}"})
+            if response.status_code not in (200, 201, 202):
+                raise SideError(f"POST /run before the rounds ({len(ids)} done): "
+                                f"{response.status_code} {response.text}")
+            ids.append(str(response.json()["action_id"]))
+    return ids
 
 
 def measure(wrk_bin: str, c: Contender, scenario: str, variant: Variant,
             seconds: float) -> dict[str, Any]:
     cpu_before = c.server.cpu_seconds()
     m: Measure = run_wrk(wrk_bin, c.server.url, request_for(scenario, c),
-                         token=TOKENS[variant.auth], seconds=seconds,
+                         token=c.tokens, seconds=seconds,
                          connections=variant.connections, close=variant.close)
     cpu = c.server.cpu_seconds() - cpu_before
+    if scenario == "run":
+        c.runs_acknowledged += sum(n for k, n in m.statuses.items() if 200 <= int(k) < 300)
     if c.server.process.poll() is not None:
         raise SideError(f"the {c.label} side ({c.side.ref}) exited with "
                         f"{c.server.process.returncode} during {scenario}:\n"
@@ -169,36 +213,44 @@ def bench_variant(variant: Variant, sides: dict[str, Side], args: argparse.Names
     else:
         assert auth_url is not None
         env.update(production_auth_env(auth_url))
-    token = TOKENS[variant.auth]
+    tokens = tokens_for(variant, args.identities)
     load_before = os.getloadavg()
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-ab-")))
+        redis_url = None
         contenders: list[Contender] = []
         for label, side, app in pairs:
             side_env = dict(env)
             if variant.store == "memory":
                 side_env["FLASK_STORE_URL"] = "memory://"
+                if side.setting("MEMORY_STORE_CAPACITY") is not None:
+                    side_env["FLASK_MEMORY_STORE_CAPACITY"] = str(BENCH_CAPACITY)
             else:
                 side_env["FLASK_STORE_URL"] = stack.enter_context(
                     temporary_schema(args.pg_url, f"bench_ab_{label}"))
+                if side.setting("RATE_LIMIT_STORAGE_URL") is not None:
+                    redis_url = redis_url or start_redis(stack)
+                    side_env["FLASK_RATE_LIMIT_STORAGE_URL"] = redis_url
             python_path: list[Path] = []
             if app == "library":
                 python_path.append(library_shim(tmp))
                 side_env["BENCH_LIBRARY_RECORD"] = str(tmp / "library-server.json")
+                side_env.update(library_cache_env(side))
             try:
                 server = stack.enter_context(serve_side(
                     side, side_env, args.side_args[side.label], python_path))
                 if app == "library":
-                    check_library(server.url, tmp / "library-server.json")
-                action_id = start_action(server.url, app, token)
+                    check_library(server.url, tmp / "library-server.json", tokens[0])
+                action_ids = start_actions(server.url, app, tokens)
             except SideError as error:
                 raise SideError(f"{variant.name}: the {label} side ({side.ref}, "
                                 f"{side.start}) did not start:\n{error}") from None
-            contenders.append(Contender(label, side, app, server, action_id,
-                                        {s: [] for s in scenarios}))
+            contenders.append(Contender(label, side, app, server, tokens, action_ids,
+                                        {s: [] for s in scenarios}, side_env))
         print(f"\n== {variant.name}: " + "; ".join(
             f"{c.label} = {c.side.ref} ({c.app}, {c.side.start}, "
-            f"{c.server.processes()} processes)" for c in contenders), flush=True)
+            f"{c.server.processes()} processes)" for c in contenders)
+            + f"; {len(tokens):,} identities", flush=True)
         for c in contenders:  # warm-up: code paths, token caches, connections
             for s in scenarios:
                 measure(wrk_bin, c, s, variant, 1)
@@ -213,21 +265,34 @@ def bench_variant(variant: Variant, sides: dict[str, Side], args: argparse.Names
                 base, new = (row[label] for label in variant.labels)
                 print(f"  round {round_no + 1} {s:>10}: " + ", ".join(
                     f"{label} {row[label]['rps']:,.0f}/s ({row[label]['cpu_us']:.0f} us CPU, "
-                    f"{row[label]['non_2xx']} non-2xx, {row[label]['errors']} socket errors)"
+                    f"{row[label]['non_2xx']} non-2xx, {row[label]['errors']} socket errors, "
+                    f"wrk {row[label]['wrk_cpu_pct']:.0f}% CPU)"
                     for label in variant.labels)
                     + f"; {ratio(new['rps'], base['rps']):.2f}x", flush=True)
+        print_rates(contenders, len(tokens))
+        live = live_actions(contenders, len(tokens))
+        for label, v in live.items():
+            print(f"  {label}: {v['stored']:,} actions stored ({v['runs_acknowledged']:,} runs "
+                  f"+ {len(tokens):,} for status), at most {v['per_identity_max']:,} live per "
+                  f"identity (MAX_LIVE_ACTIONS {v['max_live_actions'] or 'none'}"
+                  + (f"; MEMORY_STORE_CAPACITY {v['capacity']:,}" if v["capacity"] else "")
+                  + ")", flush=True)
         out = {
             "settings": {"store": variant.store, "auth": variant.auth,
                          "wrk": f"-t1 -c{variant.connections} -d{args.duration}s",
                          "connection": "close" if variant.close else "keep-alive",
-                         "rounds": args.rounds, "baseline": variant.labels[0]},
+                         "rounds": args.rounds, "baseline": variant.labels[0],
+                         "identities": len(tokens)},
             "servers": {c.label: {**c.side.describe(), "app": c.app,
                                   "command": " ".join(c.server.command),
                                   "processes": c.server.processes(),
                                   "rss_mib_after": round(c.server.rss_bytes() / 2**20, 1),
-                                  "started_seconds": c.server.started_seconds}
+                                  "started_seconds": c.server.started_seconds,
+                                  "settings": {k: v for k, v in c.env.items()
+                                               if "SECRET" not in k}}
                         for c in contenders},
             "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+            "live_actions": live,
         }
         record = tmp / "library-server.json"
         if record.exists():
@@ -236,10 +301,65 @@ def bench_variant(variant: Variant, sides: dict[str, Side], args: argparse.Names
     return out
 
 
-def check_library(url: str, record: Path) -> None:
+def start_redis(stack: ExitStack) -> str:
+    """A Redis of the bench's own (Debian's redis-server, nothing saved), for
+    the rate counts of a side served by several workers; its URL."""
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-ab-redis-")))
+    redis = RedisServer(folder)
+    redis.start()
+    stack.callback(redis.stop)
+    return redis.url
+
+
+def print_rates(contenders: list[Contender], identities: int) -> None:
+    """Each identity's request rate at the highest rate measured, were it kept
+    up for a whole minute, beside the side's per-identity limits (a run is
+    always far shorter: far below them means no 429 from the limits)."""
+    for c in contenders:
+        if c.app != "service":
+            continue
+        peak = {s: max((r["rps"] for r in rows), default=0.0) for s, rows in c.rounds.items()}
+        run = peak.get("run", 0.0) * 60 / identities
+        get = max(peak.get("introspect", 0.0), peak.get("status", 0.0)) * 60 / identities
+        print(f"  {c.label}: per identity at the peak rates, for a whole minute: "
+              f"{run:,.0f} runs/minute (RUN_RATE_LIMIT "
+              f"{c.side.setting('RUN_RATE_LIMIT') or 'none'}), {get:,.0f} GETs/minute "
+              f"(GET_RATE_LIMIT {c.side.setting('GET_RATE_LIMIT') or 'none'})", flush=True)
+
+
+def live_actions(contenders: list[Contender], identities: int) -> dict[str, dict[str, Any]]:
+    """What each service side stores at the end: every run acknowledged is
+    still live (active for a day, never released), spread evenly over the
+    identities (token i mod N), plus each identity's status action."""
+    out = {}
+    for c in contenders:
+        if c.app != "service":
+            continue
+        capacity = c.env.get("FLASK_MEMORY_STORE_CAPACITY")
+        out[c.label] = {
+            "runs_acknowledged": c.runs_acknowledged,
+            "stored": c.runs_acknowledged + identities,
+            "per_identity_max": math.ceil(c.runs_acknowledged / identities) + 1,
+            "max_live_actions": c.side.setting("MAX_LIVE_ACTIONS"),
+            "capacity": int(capacity) if capacity else None,
+        }
+    return out
+
+
+def library_cache_env(side: Side) -> dict[str, str]:
+    """The library's introspection cache sized like the service's (its defaults
+    in the side's config.py): bench/library_shim/bench_library_app.py."""
+    size, ttl = (side.setting(f"INTROSPECT_CACHE_{x}") for x in ("SIZE", "TTL_SECONDS"))
+    if size is None or ttl is None:
+        return {}
+    return {"BENCH_LIBRARY_INTROSPECT_CACHE_SIZE": str(size),
+            "BENCH_LIBRARY_INTROSPECT_CACHE_TTL": str(ttl)}
+
+
+def check_library(url: str, record: Path, token: str) -> None:
     """The shim took effect: the side's server serves the library's app."""
     answer = requests.get(url + "/", timeout=10,
-                          headers={"Authorization": f"Bearer {TOKENS['globus']}"})
+                          headers={"Authorization": f"Bearer {token}"})
     try:
         title = answer.json().get("title")
     except ValueError:
@@ -349,6 +469,28 @@ def print_tables(results: dict[str, Any]) -> None:
                   f"{b[base]['non_2xx']} / {b[new]['non_2xx']}{errors} | {cpu} |")
 
 
+def print_targets(results: dict[str, Any]) -> None:
+    """Issue 19's targets, one line each: the median ratio, met or not."""
+    print(f"\n### Targets ({results['settings']['rounds']} rounds of "
+          f"{results['settings']['duration_s']} s, {results['settings']['identities']:,} "
+          "identities)\n")
+    for name, v in results["variants"].items():
+        base = v["settings"]["baseline"]
+        for scenario, b in v["scenarios"].items():
+            if b["target"] is None:
+                continue
+            if b["ratio"] is None:
+                got = "not counted (non-2xx or socket errors)"
+            else:
+                got = f"{b['ratio']:.2f}x"
+            verdict = "met" if b["target_met"] else "not met"
+            if b["ratio"] is not None and not b["target_met"] and b["ratio"] >= b["target"]:
+                verdict += f" (fewer than {MIN_ROUNDS} rounds)"
+            print(f"- {name} {scenario}: new/{base} {got}, target >= {b['target']}: {verdict}")
+    for name in results.get("failed", {}):
+        print(f"- {name}: FAILED (no figures)")
+
+
 def non_2xx_statuses(statuses: dict[str, int]) -> str:
     return ", ".join(f"{k}: {n}" for k, n in statuses.items() if not 200 <= int(k) < 300)
 
@@ -375,6 +517,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"interleaved rounds (default {MIN_ROUNDS}; targets need "
                         f"{MIN_ROUNDS})")
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (5)")
+    parser.add_argument("--identities", type=int, default=IDENTITIES,
+                        help=f"callers the load is spread over, one token each ({IDENTITIES:,})")
     parser.add_argument("--quick", action="store_true",
                         help="1 s runs, 2 rounds: to try the harness, not to measure")
     parser.add_argument("--old-start", choices=("auto", *START_KINDS), default="auto",
@@ -390,6 +534,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clean", action="store_true",
                         help="remove every worktree, venv and install under bench/build/, exit")
     args = parser.parse_args(argv)
+    if args.identities < 1:
+        parser.error("--identities: at least 1")
     if args.quick:
         args.duration, args.rounds = 1, 2
     args.variant = args.variant or list(DEFAULT_VARIANTS)
@@ -427,7 +573,8 @@ def main(argv: list[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {"cpus": os.cpu_count(), "loadavg": os.getloadavg()},
         "settings": {"rounds": args.rounds, "duration_s": args.duration,
-                     "scenarios": args.scenario, "side_args": args.side_args},
+                     "scenarios": args.scenario, "side_args": args.side_args,
+                     "identities": args.identities},
         "sides": {label: side.describe() for label, side in sides.items()},
         "variants": {},
     }
@@ -446,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
                 failed = True
             out.write_text(json.dumps(results, indent=2))  # partial results survive
     print_tables(results)
+    print_targets(results)
     print(f"\nwritten to {out.relative_to(ROOT)}")
     return 1 if failed else 0
 

@@ -17,10 +17,12 @@ else the launcher, ``python -m app``. bench/build/ is ignored by git
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -133,6 +135,21 @@ class Side:
     def env(self) -> dict[str, str]:
         """Its environment (clean_env), the installed project on PYTHONPATH."""
         return clean_env(self.venv, [self.site])
+
+    def setting(self, name: str) -> object:
+        """The default of setting ``name`` in the commit's config.py (a Python
+        literal there: 10_000, "600/minute"), or None if the commit has no such
+        setting: a side is only given settings it knows (newer commits refuse
+        unknown FLASK_* variables)."""
+        config = self.src / "config.py"
+        text = config.read_text() if config.exists() else ""
+        found = re.search(rf"^{re.escape(name)}\s*(?::[^=]*)?=\s*(.+?)\s*(#.*)?$", text, re.M)
+        if found is None:
+            return None
+        try:
+            return ast.literal_eval(found.group(1))
+        except (ValueError, SyntaxError):
+            return found.group(1)
 
     def describe(self) -> dict[str, str]:
         return {"ref": self.ref, "sha": self.sha, "start": self.start,

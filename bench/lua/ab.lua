@@ -1,18 +1,33 @@
 -- One request shape for a whole wrk run, every answer's status counted.
--- Environment: BENCH_TOKEN (bearer token), BENCH_METHOD (GET), BENCH_PATH (/),
--- BENCH_BODY (a JSON body; "%s" in it becomes a fresh request_id every request),
--- BENCH_NONCE (makes request_ids unique across runs), BENCH_CLOSE=1 (send
--- "Connection: close": a new connection for every request), BENCH_IDS (a file
--- name prefix: each thread writes the action_id of every 2xx answer that has
--- one to <prefix><thread number>, one a line).
+-- Environment: BENCH_TOKENS (a file, one bearer token a line: request i is
+-- sent with token i mod N), BENCH_METHOD (GET), BENCH_PATH (/), BENCH_PATHS
+-- (a file, one path a line, as many as the tokens: request i goes to path
+-- i mod N with token i mod N, instead of BENCH_PATH), BENCH_BODY (a JSON body;
+-- "%s" in it becomes a fresh request_id every request), BENCH_NONCE (makes
+-- request_ids unique across runs), BENCH_CLOSE=1 (send "Connection: close": a
+-- new connection for every request), BENCH_IDS (a file name prefix: each thread
+-- writes the action_id of every 2xx answer that has one to <prefix><thread
+-- number>, one a line).
+-- Every request is built before the run (init): a whole request per token
+-- without a body; with a body, the head per token, to which each request's
+-- body (of one length: its request_id has a fixed width) is appended.
 -- done() prints one line, BENCH_JSON {...}, that bench/load.py reads.
-local token = os.getenv("BENCH_TOKEN") or "dev-token-bench"
 local method = os.getenv("BENCH_METHOD") or "GET"
 local path = os.getenv("BENCH_PATH") or "/"
 local body_fmt = os.getenv("BENCH_BODY")
 local nonce = os.getenv("BENCH_NONCE") or "n"
 local close = os.getenv("BENCH_CLOSE") == "1"
 local ids_prefix = os.getenv("BENCH_IDS")
+
+local function lines(file)
+  local out = {}
+  if file then
+    for line in io.lines(file) do
+      if line ~= "" then table.insert(out, line) end
+    end
+  end
+  return out
+end
 
 local threads = {}
 
@@ -21,24 +36,40 @@ function setup(thread)
   thread:set("tid", #threads)
 end
 
-local headers = {["Authorization"] = "Bearer " .. token}
-if close then headers["Connection"] = "close" end
-if body_fmt then headers["Content-Type"] = "application/json" end
-local fixed = nil -- the one request of a run without a body, built at first use
+local prebuilt = {} -- per token: the whole request, or its head (with a body)
+local count = 0
 local counter = 0
 local ids = nil
+
+local function request_id()
+  return string.format("%s-%02d-%09d", nonce, tid, counter)
+end
+
+-- After wrk.init (which sets the Host header that wrk.format adds).
+function init(_args)
+  local tokens = lines(os.getenv("BENCH_TOKENS"))
+  if #tokens == 0 then tokens = {"dev-token-bench"} end
+  local paths = lines(os.getenv("BENCH_PATHS"))
+  assert(#paths == 0 or #paths == #tokens, "BENCH_PATHS: one path per token")
+  local sample = body_fmt and string.format(body_fmt, request_id())
+  for i, token in ipairs(tokens) do
+    local headers = {["Authorization"] = "Bearer " .. token}
+    if close then headers["Connection"] = "close" end
+    if body_fmt then headers["Content-Type"] = "application/json" end
+    local whole = wrk.format(method, paths[i] or path, headers, sample)
+    prebuilt[i] = sample and whole:sub(1, #whole - #sample) or whole
+  end
+  count = #prebuilt
+end
 
 -- per thread (each wrk thread has its own Lua state); read back in done()
 statuses = {}
 
 function request()
-  if not body_fmt then
-    fixed = fixed or wrk.format(method, path, headers)
-    return fixed
-  end
   counter = counter + 1
-  local request_id = string.format("%s-%d-%d", nonce, tid, counter)
-  return wrk.format(method, path, headers, string.format(body_fmt, request_id))
+  local head = prebuilt[counter % count + 1]
+  if not body_fmt then return head end
+  return head .. string.format(body_fmt, request_id())
 end
 
 function response(status, _headers, body)
