@@ -59,7 +59,7 @@ import redis
 from flask import Flask, Response, after_this_request, current_app, g, request
 from globus_action_provider_tools.flask.exceptions import ActionProviderToolsException
 from limits.errors import StorageError
-from limits.storage import Storage, storage_from_string
+from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -152,13 +152,59 @@ class TooManyRequests(ActionProviderToolsException, _TooManyRequests):
         return [*super().get_headers(*args), *self._headers]
 
 
+class ProcessStorage(MemoryStorage):
+    """limits' in-process storage (memory://), without its expiry timer.
+
+    MemoryStorage starts a timer thread 10 ms after every increment to drop
+    expired counters: under load a new thread up to 100 times a second, which
+    cost about a tenth of a status request (bench/README.md#rate-limits).
+    Here an expired counter is dropped when it is next read (MemoryStorage.get
+    does that), and all expired ones at most once a minute by the request that
+    comes due, so the counters of callers who never return do not pile up."""
+
+    SWEEP_EVERY_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timer.cancel()
+        self._next_sweep = time.time() + self.SWEEP_EVERY_SECONDS
+        self._sweeping = threading.Lock()
+
+    def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+        self.get(key)
+        with self.locks[key]:
+            self.storage[key] += amount
+            if self.storage[key] == amount:
+                self.expirations[key] = time.time() + expiry
+        self._sweep()
+        return self.storage.get(key, 0)
+
+    def decr(self, key: str, amount: int = 1) -> int:
+        self.get(key)
+        with self.locks[key]:
+            self.storage[key] = max(self.storage[key] - amount, 0)
+        return self.storage.get(key, 0)
+
+    def _sweep(self) -> None:
+        now = time.time()
+        if now < self._next_sweep or not self._sweeping.acquire(blocking=False):
+            return
+        try:
+            self._next_sweep = now + self.SWEEP_EVERY_SECONDS
+            for key, expires in list(self.expirations.items()):
+                if expires <= now:
+                    self.get(key)  # drops it
+        finally:
+            self._sweeping.release()
+
+
 def open_storage(url: str) -> Storage:
     """The `limits` storage ``url`` names. Redis: short timeouts (the URL may
     set its own, ``?socket_timeout=0.5``) and one immediate retry, which
     replaces a pooled connection that a restarted Redis has closed; redis-py's
     default retries three times with back-off, seconds on a dead Redis."""
     if url.lower().startswith("memory"):
-        return storage_from_string("memory://")
+        return ProcessStorage()
     return storage_from_string(
         url,
         key_prefix=KEY_PREFIX,
