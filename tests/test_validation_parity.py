@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from app.validation import RunRequestValidator
 
-FAST = RunRequestValidator(256)
-FULL = RunRequestValidator(256, compiled=False)
+FAST = RunRequestValidator()
+FULL = RunRequestValidator(compiled=False)
 URN = f"urn:globus:auth:identity:{uuid.UUID(int=7)}"
 GROUP = f"urn:globus:groups:id:{uuid.UUID(int=8)}"
 
