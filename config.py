@@ -83,7 +83,8 @@ RELEASE_AFTER: str = "P30D"
 MAX_RELEASE_AFTER: str = "P90D"
 # The latest deadline a run request may give, from now (ISO 8601 duration).
 MAXIMUM_DEADLINE: str = "P30D"
-# Longest request_id accepted (characters).
+# Longest request_id accepted, in characters (a character is 1 to 4 UTF-8
+# bytes); longer: 400. Globus Flows sends UUIDs (36 characters).
 MAX_REQUEST_ID_LENGTH: int = 256
 
 # --- HTTP --------------------------------------------------------------------
@@ -116,6 +117,40 @@ ADMINISTERED_BY: list = []
 # 10,000 is then 333 a day. At the limit a run costs about 1.4 ms more on
 # PostgreSQL (counting, an index range scan). 0: no limit.
 MAX_LIVE_ACTIONS: int = 10_000
+
+# --- Who may use the provider ------------------------------------------------
+# Who may see the provider (GET /, this introspection document) and who may
+# start actions on it (POST /run and POST /actions), published in the document
+# as visible_to and runnable_by. Lists of principal URNs (as ADMINISTERED_BY)
+# and "all_authenticated_users" (anyone with a valid token for SCOPE);
+# VISIBLE_TO may also hold "public": then GET / answers without a token (every
+# other route still needs one). Checked right after the token, before a run's
+# body is read: anyone else gets 403 and learns nothing of the input schema.
+# A group costs one Globus Groups call a caller's token, cached (GROUPS_CACHE_*);
+# while Globus Groups is down, callers allowed only through a group get 403.
+# Status, log, cancel, release and the action list go by each action's
+# monitor_by and manage_by, not by these. Neither may be empty (to close the
+# provider, list its administrators).
+VISIBLE_TO: list = ["all_authenticated_users"]
+RUNNABLE_BY: list = ["all_authenticated_users"]
+
+# --- Fair use: bounds of one run request --------------------------------------
+# A run request over one of these can never succeed, so it is refused with 400
+# (not 429), naming the field and the bound. They bound the request around
+# `body` (which schema.json bounds; the input_schema published in
+# introspection is unchanged). Besides these: request_id (MAX_REQUEST_ID_LENGTH),
+# label (the spec's 64 characters: at most 256 UTF-8 bytes), monitor_by and
+# manage_by without repeats (the spec's uniqueItems), the whole body
+# (MAX_CONTENT_LENGTH).
+# Principals in monitor_by, and in manage_by (each). Globus Flows sends the
+# run's monitors or managers and the identities it acts for: a handful, rarely
+# tens. Each is kept with the action as long as the action is.
+MAX_PRINCIPALS: int = 64
+# tags (sent by the globus-automate client; accepted, not kept): how many, and
+# the longest one in UTF-8 bytes (an "e" is 1 byte, an "é" 2, an emoji 4).
+# People tag a run with a few words.
+MAX_TAGS: int = 32
+MAX_TAG_BYTES: int = 256
 
 # --- Fair use: request rates per identity ------------------------------------
 # How often one caller (its effective Globus identity) may ask, in the `limits`

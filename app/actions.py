@@ -34,6 +34,7 @@ from globus_action_provider_tools.flask.exceptions import (
     BadActionRequest,
 )
 
+from app.errors import echo
 from app.store import ActionRecord, ActionStore, LiveActionLimitReached
 from app.store.base import effective_status, holds_role
 
@@ -260,7 +261,8 @@ class ActionService:
             self._sweep_if_due(now)
         elif stored.fingerprint != record.fingerprint:
             raise ActionConflict(
-                f"request_id {request.request_id!r} was already used for a different request"
+                f"request_id {echo(request.request_id, quote=True)} was already used for a "
+                "different request"
             )
         return public_status(stored, now), created
 
@@ -347,7 +349,7 @@ class ActionService:
         self._manageable(action_id, caller, now)
         cancelled = self.store.cancel(action_id, now)
         if cancelled is None:
-            raise ActionConflict(f"Action {action_id} has already completed")
+            raise ActionConflict(f"Action {echo(action_id)} has already completed")
         self.events.cancelled()
         return public_status(cancelled, now)
 
@@ -357,7 +359,7 @@ class ActionService:
         now = self.clock()
         record = self._manageable(action_id, caller, now)
         if is_complete(record, now):
-            raise ActionConflict(f"Action {action_id} has already completed")
+            raise ActionConflict(f"Action {echo(action_id)} has already completed")
         return public_status(record, now)
 
     def release(self, action_id: str, caller: AuthState) -> dict[str, Any]:
@@ -365,7 +367,7 @@ class ActionService:
         record = self._manageable(action_id, caller, now)
         if not is_complete(record, now):
             raise ActionConflict(
-                f"Action {action_id} is still running; cancel it before releasing it"
+                f"Action {echo(action_id)} is still running; cancel it before releasing it"
             )
         if not self.store.release(action_id):
             raise _not_found(action_id)
@@ -489,4 +491,4 @@ def _may_see(record: ActionRecord, principals: frozenset[str]) -> bool:
 
 
 def _not_found(action_id: str) -> ActionNotFound:
-    return ActionNotFound(f"No action with id {action_id}")
+    return ActionNotFound(f"No action with id {echo(action_id)}")

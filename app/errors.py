@@ -48,6 +48,21 @@ RETRY_AFTER_SECONDS = 5
 # client's retries cheap (one count each) and lets a flow waiting for room go
 # on within a minute of Globus Flows releasing the actions of finished runs.
 ROOM_RETRY_AFTER_SECONDS = 60
+# The most of a client's value an error description quotes: room for an
+# action id (a UUID, 36) or a principal URN (61), not for a client's essay.
+ECHO_CHARACTERS = 64
+
+
+def echo(value: str, *, quote: bool = False) -> str:
+    """A client's value as an error description quotes it (``repr``-quoted if
+    ``quote``): whole if short, else its first ECHO_CHARACTERS characters and
+    a note that it was cut, so that a description stays short whatever the
+    client sent."""
+    shown = value[:ECHO_CHARACTERS]
+    text = repr(shown) if quote else shown
+    if len(value) <= ECHO_CHARACTERS:
+        return text
+    return f"{text}... (cut to {ECHO_CHARACTERS} of {len(value)} characters)"
 
 
 class ActionForbidden(ActionProviderToolsException, Forbidden):

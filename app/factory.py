@@ -24,7 +24,7 @@ from app.ratelimit import init_app as init_rate_limits
 from app.settings import load_settings
 from app.startup import refuse_in_worker_or_exit
 from app.store import open_store
-from app.validation import RunRequestValidator
+from app.validation import RequestBounds, RunRequestValidator
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def create_app(
     configure_logging(app.config)
     metrics = Metrics()
 
-    validator = RunRequestValidator(int(app.config["MAX_REQUEST_ID_LENGTH"]))
+    validator = RunRequestValidator(RequestBounds.from_config(app.config))
     store = open_store(app.config["STORE_URL"], app.config)
     app.extensions["auth_state_builder"] = make_state_builder(app.config, metrics)
     app.extensions["run_validator"] = validator
@@ -68,13 +68,14 @@ def create_app(
     # The request path, in order (app.hooks' docstring tells each step):
     # 1. the client's address from a trusted proxy: around the app, below;
     # 2. request id and timer: observability's before_request, registered
-    #    first so that it runs first (and 7, its after_request: log line, metrics);
+    #    first so that it runs first (and 8, its after_request: log line, metrics);
     init_observability(app, metrics)
-    # 3. dev-mode guard, routing, token, run-request body: one before_request;
+    # 3. dev-mode guard, routing, token, authorization, run-request body: one
+    #    before_request;
     app.before_request(check_request)
-    # 3b. the caller's request rates (app.ratelimit), once the token is known;
+    # 4. the caller's request rates (app.ratelimit), once the token is known;
     init_rate_limits(app, metrics)
-    # 4-6. the views: authorization, the rules, the store, the JSON answer;
+    # 5-7. the views: the rules, the store, the JSON answer;
     app.register_blueprint(routes.bp)
     # an exception at any step answers as JSON {code, description}.
     register_error_handlers(app)

@@ -10,21 +10,29 @@
        Globus Auth is asked;
     c. token: the library's AuthState of the caller into ``g.auth_state``
        (``check_token``; the library's builder, hardened in ``app.auth``);
-    d. body: for a view marked ``@takes_run_request``, the run request parsed
+    d. authorization: who may see the provider (VISIBLE_TO, for ``GET /``)
+       or run actions (RUNNABLE_BY, for a run), 403 for anyone else, before
+       a body is read (``authorize``; the library's
+       ``AuthState.check_authorization``);
+    e. body: for a view marked ``@takes_run_request``, the run request parsed
        and validated into ``g.action_request`` (``validate_run_request``;
        ``app.validation``).
- 4. The view (``app.routes``): authorization (visible_to, runnable_by), then
-    the rules (``app.actions.ActionService``: the caller's rights on the
-    action, what its status is).
- 5. The store: the rules read and write the action there (``app.store``:
+ 4. Request rates: the caller's run or GET rate, 429 over it
+    (``app.ratelimit.check_rate``, a before_request registered after this
+    one: it needs the caller, and for a run its request_id).
+ 5. The view (``app.routes``), and the rules (``app.actions.ActionService``:
+    the caller's rights on the action, what its status is).
+ 6. The store: the rules read and write the action there (``app.store``:
     memory, SQLite or PostgreSQL).
- 6. The answer, as JSON (``app.jsonprovider``). An exception at any step
+ 7. The answer, as JSON (``app.jsonprovider``). An exception at any step
     becomes a JSON {code, description} answer (``app.errors``).
- 7. The request log line, the metrics and the ``X-Request-ID`` header, for
+ 8. The request log line, the metrics and the ``X-Request-ID`` header, for
     every answer, errors too: ``app.observability`` (its after_request).
 
 A view declares what it needs of step 3: ``@public`` (answered without a
-token) and ``@takes_run_request``. Nothing else decides.
+token), ``@allowed_by(SETTING)`` (only the principals that setting lists;
+none needs a token when it lists "public") and ``@takes_run_request``.
+Nothing else decides.
 """
 
 from __future__ import annotations
@@ -59,6 +67,19 @@ def public(view: View) -> View:
     return view
 
 
+def allowed_by(setting: str, refusal: str) -> Callable[[View], View]:
+    """Only callers among the principals of ``setting`` (VISIBLE_TO or
+    RUNNABLE_BY) reach the view; others get 403 ``refusal``. A setting that
+    lists "public" lets the view answer without a token, as the library's
+    blueprint does for introspection."""
+
+    def mark(view: View) -> View:
+        view.allowed_by = (setting, refusal)  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
 def takes_run_request(view: View) -> View:
     """The view's POST body is a run request, validated into ``g.action_request``
     before the view is called."""
@@ -67,7 +88,7 @@ def takes_run_request(view: View) -> View:
 
 
 def check_request() -> None:
-    """Step 3 of the module's docstring, a to d in order."""
+    """Step 3 of the module's docstring, a to e in order."""
     # The objects behind Flask's proxies, looked up once and passed on.
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     req: Request = request._get_current_object()  # type: ignore[attr-defined]
@@ -77,6 +98,7 @@ def check_request() -> None:
         raise req.routing_exception
     view = app.view_functions[req.endpoint]
     check_token(app, req, view)
+    authorize(app, view)
     validate_run_request(app, req, view)
 
 
@@ -99,7 +121,7 @@ def loopback_only(req: Request) -> None:
 
 def check_token(app: Flask, req: Request, view: View) -> None:
     """Build the caller's AuthState (library path) into ``g.auth_state``."""
-    if req.method == "OPTIONS" or getattr(view, "public", False):
+    if req.method == "OPTIONS" or getattr(view, "public", False) or open_to_public(app, view):
         return
     builder: ProviderAuthStateBuilder = app.extensions["auth_state_builder"]
     try:
@@ -125,6 +147,27 @@ def check_token(app: Flask, req: Request, view: View) -> None:
     except AuthResponseMalformed:
         log.error("Globus Auth answered token introspection with a malformed document")
         raise AuthUnavailable("Globus Auth is unavailable; try again shortly.") from None
+
+
+def open_to_public(app: Flask, view: View) -> bool:
+    """Does the view's ``allowed_by`` setting list "public"?"""
+    rule = getattr(view, "allowed_by", None)
+    return rule is not None and "public" in app.config[rule[0]]
+
+
+def authorize(app: Flask, view: View) -> None:
+    """403 unless the caller is among the principals of the view's
+    ``allowed_by`` setting (a group there costs a Globus Groups call, cached).
+    Nothing to check without a token: OPTIONS, or a setting with "public"."""
+    rule = getattr(view, "allowed_by", None)
+    caller = g.get("auth_state")
+    if rule is None or caller is None:
+        return
+    setting, refusal = rule
+    if not caller.check_authorization(
+        app.config[setting], allow_public=True, allow_all_authenticated_users=True
+    ):
+        raise ActionForbidden(refusal)
 
 
 def validate_run_request(app: Flask, req: Request, view: View) -> None:

@@ -1,10 +1,12 @@
 """The HTTP surface: parse the request, call the rules, render JSON. Thin.
 
-Token checking and run-request validation happen before, in the
+Token checking, authorization (``allowed_by``: who may see the provider,
+who may run) and run-request validation happen before, in the
 before_request hook of ``app.hooks`` (whose docstring tells a request's whole
 path); by the time a view runs, ``g.auth_state`` is the caller's library
-AuthState and, for a view that ``takes_run_request``, ``g.action_request``
-the validated request.
+AuthState (absent only on ``GET /`` when VISIBLE_TO lists "public") and, for
+a view that ``takes_run_request``, ``g.action_request`` the validated
+request.
 
 Each operation answers on the original path and on the newer /actions path
 the library's blueprint also serves; both rules share one endpoint, so the
@@ -16,8 +18,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from app.actions import ActionService
-from app.errors import ActionForbidden
-from app.hooks import takes_run_request
+from app.hooks import allowed_by, takes_run_request
 from app.paging import encode_marker, enumeration_marker, enumeration_query, log_query
 
 bp = Blueprint("provider", __name__)
@@ -28,6 +29,7 @@ def service() -> ActionService:
 
 
 @bp.route("/", methods=["GET", "OPTIONS"])
+@allowed_by("VISIBLE_TO", "This provider is not visible to you.")
 def introspect() -> Response | tuple[Response, int]:
     if request.method == "OPTIONS":  # CORS preflight, as the library answers it
         response = Response(status=204)
@@ -36,25 +38,15 @@ def introspect() -> Response | tuple[Response, int]:
         response.headers["Access-Control-Allow-Origin"] = "*"
         response.headers["Access-Control-Expose-Headers"] = "*"
         return response
-    description = current_app.extensions["description"]
-    if not g.auth_state.check_authorization(
-        description.document["visible_to"], allow_all_authenticated_users=True
-    ):
-        raise ActionForbidden("This provider is not visible to you.")
-    return description.response()
+    return current_app.extensions["description"].response()
 
 
 @bp.post("/run")
 @bp.post("/actions")
+@allowed_by("RUNNABLE_BY", "You may not run actions on this provider.")
 @takes_run_request
 def run() -> tuple[Response, int]:
-    caller = g.auth_state
-    description = current_app.extensions["description"]
-    if not caller.check_authorization(
-        description.document["runnable_by"], allow_all_authenticated_users=True
-    ):
-        raise ActionForbidden("You may not run actions on this provider.")
-    status, created = service().run(g.action_request, caller)
+    status, created = service().run(g.action_request, g.auth_state)
     g.action_id = status["action_id"]  # for the request log line (app.observability)
     return jsonify(status), 202 if created else 200
 

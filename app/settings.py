@@ -26,6 +26,7 @@ from typing import Any, Literal
 import isodate
 from pydantic import BaseSettings, Field, ValidationError, validator
 from pydantic.env_settings import SettingsError, SettingsSourceCallable
+from pydantic.fields import ModelField
 
 CONFIG_FILE_VARIABLE = "WHATTIMEISITRIGHTNOW_CONFIG"
 DEFAULTS_FILE = Path(__file__).with_name("defaults.py")  # a link to the top-level config.py
@@ -41,6 +42,11 @@ PRINCIPAL = re.compile(
 FLASK_OWN = frozenset({"APP", "DEBUG", "ENV", "ENV_FILE", "SKIP_DOTENV", "RUN_FROM_CLI"})
 FLASK_OWN_PREFIXES = ("RUN_", "ROUTES_", "SHELL_")
 STORE_SCHEMES = ("memory:", "sqlite:", "postgresql:", "postgres:", "postgresql+psycopg:")
+# Besides principal URNs: what VISIBLE_TO and RUNNABLE_BY may hold (the spec's words).
+ACCESS_KEYWORDS = {
+    "VISIBLE_TO": frozenset({"all_authenticated_users", "public"}),
+    "RUNNABLE_BY": frozenset({"all_authenticated_users"}),
+}
 RATE_LIMIT_STORAGE_SCHEMES = ("memory://", "redis://", "rediss://", "redis+unix://")
 
 
@@ -110,6 +116,17 @@ class ServiceSettings(BaseSettings):
         "principal URNs (urn:globus:auth:identity:<uuid> or urn:globus:groups:id:<uuid>), "
         "as a JSON list or comma-separated"
     )
+    VISIBLE_TO: list[str] = _form(
+        'principal URNs, "all_authenticated_users" or "public", as a JSON list or '
+        "comma-separated, at least one"
+    )
+    RUNNABLE_BY: list[str] = _form(
+        'principal URNs or "all_authenticated_users", as a JSON list or comma-separated, '
+        "at least one"
+    )
+    MAX_PRINCIPALS: int = _form("a whole number from 1 to 1000", ge=1, le=1000)
+    MAX_TAGS: int = _form("a whole number from 0 to 1000", ge=0, le=1000)
+    MAX_TAG_BYTES: int = _form("a whole number of bytes from 1 to 4096", ge=1, le=4096)
     TRUSTED_PROXIES: list[str] = _form(
         "IP addresses or networks (CIDR), as a JSON list or comma-separated"
     )
@@ -194,6 +211,24 @@ class ServiceSettings(BaseSettings):
     def _principal(cls, value: str) -> str:
         if not PRINCIPAL.fullmatch(value):
             raise ValueError(f"{value[:80]!r} is not a principal URN")
+        return value
+
+
+    @validator("VISIBLE_TO", "RUNNABLE_BY")
+    def _access_list(cls, value: list[str], field: ModelField) -> list[str]:
+        keywords = ACCESS_KEYWORDS[field.name]
+        if not value:
+            raise ValueError("empty: no one could use the provider (list its administrators)")
+        for item in value:
+            if item not in keywords and not PRINCIPAL.fullmatch(item):
+                if item in ACCESS_KEYWORDS["VISIBLE_TO"]:
+                    raise ValueError(f"{item!r} is for VISIBLE_TO only: a run needs a token")
+                raise ValueError(
+                    f"{item[:80]!r} is not a principal URN or {' or '.join(sorted(keywords))}"
+                )
+        repeated = next((item for item in value if value.count(item) > 1), None)
+        if repeated is not None:
+            raise ValueError(f"{repeated[:80]!r} is listed twice")
         return value
 
 

@@ -2,9 +2,10 @@
 service, for e2e tests: a certificate made here, the shipped file with the
 test's ports, and nginx in its own folder.
 
-Addresses: a test's client connects from CLIENT_ADDRESS, nginx connects to
-the instances from PROXY_ADDRESS (proxy_bind, the one line the tests add),
-which the instances trust (FLASK_TRUSTED_PROXIES).
+Addresses: a test's client connects from CLIENT_ADDRESS (or CROWD_ADDRESS, a
+second client), nginx connects to the instances from PROXY_ADDRESS
+(proxy_bind, the one line the tests add), which the instances trust
+(FLASK_TRUSTED_PROXIES).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import re
 import shutil
 import signal
 import socket
@@ -31,7 +33,7 @@ from requests.adapters import HTTPAdapter
 from tests.server import ROOT, free_port
 
 SHIPPED = ROOT / "deploy" / "nginx.conf"
-CLIENT_ADDRESS, PROXY_ADDRESS = "127.0.0.2", "127.0.0.3"
+CLIENT_ADDRESS, PROXY_ADDRESS, CROWD_ADDRESS = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 
 
 def nginx_binary() -> str:
@@ -69,9 +71,11 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
 
 
 def nginx_site(upstreams: list[str], http_port: int, https_port: int,
-               cert: Path, key: Path) -> str:
+               cert: Path, key: Path, directives: dict[str, str] | None = None) -> str:
     """The shipped file with this test's ports, certificate and proxy_bind;
-    each replaced line must be there (the test follows the shipped file)."""
+    each replaced line must be there (the test follows the shipped file).
+    ``directives`` sets values in the HTTPS server ({"send_timeout": "1s"}),
+    each replacing its one line there."""
     text = SHIPPED.read_text()
     replacements = {
         "    server 127.0.0.1:8000;\n": "".join(f"    server {u};\n" for u in upstreams),
@@ -88,7 +92,12 @@ def nginx_site(upstreams: list[str], http_port: int, https_port: int,
     for old, new in replacements.items():
         assert old in text, f"deploy/nginx.conf no longer has {old!r}"
         text = text.replace(old, new)
-    return text
+    head, listen, server = text.partition(f"    listen 127.0.0.1:{https_port} ssl;\n")
+    for name, value in (directives or {}).items():
+        server, count = re.subn(rf"(?m)^    {re.escape(name)} [^;\n]*;$",
+                                f"    {name} {value};", server)
+        assert count == 1, f"deploy/nginx.conf's HTTPS server has no one {name!r} line"
+    return head + listen + server
 
 
 @contextmanager
@@ -152,12 +161,15 @@ class FromAddress(HTTPAdapter):
 
 
 @contextmanager
-def shipped_nginx(folder: Path, upstreams: list[str]) -> Iterator[tuple[str, str, Path]]:
-    """The shipped file in front of ``upstreams`` (host:port); yields the
-    HTTPS and HTTP base URLs and the certificate to trust."""
+def shipped_nginx(
+    folder: Path, upstreams: list[str], directives: dict[str, str] | None = None
+) -> Iterator[tuple[str, str, Path]]:
+    """The shipped file in front of ``upstreams`` (host:port), with
+    ``directives`` (nginx_site); yields the HTTPS and HTTP base URLs and the
+    certificate to trust."""
     folder.mkdir(parents=True, exist_ok=True)
     cert, key = self_signed(folder)
     http_port, https_port = free_port(), free_port()
-    site = nginx_site(upstreams, http_port, https_port, cert, key)
+    site = nginx_site(upstreams, http_port, https_port, cert, key, directives)
     with nginx(folder / "nginx", site, https_port):
         yield f"https://127.0.0.1:{https_port}", f"http://127.0.0.1:{http_port}", cert

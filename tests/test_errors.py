@@ -1,6 +1,7 @@
 """Errors are JSON {code, description}, never HTML: a path no route matches
 (404 NotFound, not ActionNotFound), a wrong method (405 with Allow), a body
-too large (413) or cut short (400), an unexpected error (500, no details). Refused run requests
+too large (413) or cut short (400), an unexpected error (500, no details); a
+client's value in a description is at most a 64-character prefix (``echo``). Refused run requests
 (400): test_validation.py; Globus down (503): test_auth_outages.py."""
 
 from __future__ import annotations
@@ -9,9 +10,12 @@ import io
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from tests.helpers import METHODS, UNROUTED, start
+from app.errors import ECHO_CHARACTERS, echo
+from tests.helpers import METHODS, UNROUTED, run, start
 
 
 # --- 404: a path no route matches --------------------------------------------------------
@@ -75,6 +79,73 @@ def test_options_on_run_does_not_validate_without_a_token(client, globus):
     assert response.status_code == 200 and response.data == b""
     assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"POST", "OPTIONS"}
     assert globus.introspections == 0
+
+
+# --- client values in descriptions: a bounded prefix -------------------------------------
+LONG = "a1b2c3d4e5" * 300  # 3,000 characters
+CUT = "... (cut to 64 of 3000 characters)"
+ACTION_ROUTES = [("GET", "/{}/status"), ("GET", "/actions/{}"), ("GET", "/{}/log"),
+                 ("GET", "/actions/{}/log"), ("POST", "/{}/cancel"),
+                 ("POST", "/actions/{}/cancel"), ("POST", "/{}/resume"),
+                 ("POST", "/actions/{}/resume"), ("POST", "/{}/release"),
+                 ("DELETE", "/actions/{}")]
+
+
+@pytest.mark.parametrize(("method", "path"), ACTION_ROUTES)
+def test_a_long_action_id_is_cut_in_the_404(client, alice, method, path):
+    response = client.open(path.format(LONG), method=method, headers=alice.headers)
+    assert response.status_code == 404 and response.json["code"] == "ActionNotFound"
+    assert response.json["description"] == f"No action with id {LONG[:64]}{CUT}"
+    assert len(response.json["description"]) < 120
+
+
+@pytest.mark.parametrize(("method", "path"), ACTION_ROUTES)
+def test_a_short_action_id_is_quoted_whole(client, alice, method, path):
+    action_id = "x" * 64
+    response = client.open(path.format(action_id), method=method, headers=alice.headers)
+    assert response.json["description"] == f"No action with id {action_id}"
+
+
+def test_a_long_request_id_is_cut_in_the_409(make_app, alice):
+    client = make_app(MAX_REQUEST_ID_LENGTH=4096).test_client()
+    assert run(client, alice, request_id=LONG).status_code == 202
+    conflict = run(client, alice, request_id=LONG, body={"utc_offset": 2})
+    assert conflict.status_code == 409
+    assert conflict.json["description"] == (
+        f"request_id {LONG[:64]!r}{CUT} was already used for a different request")
+
+
+@pytest.mark.parametrize("where", ["request", "body"])
+def test_a_long_unexpected_property_name_is_cut_in_the_400(client, alice, where):
+    document = {"request_id": "r", "body": {"utc_offset": 1}}
+    (document if where == "request" else document["body"])[LONG] = 1
+    (document if where == "request" else document["body"])["another"] = 2
+    response = client.post("/run", headers=alice.headers, json=document)
+    assert response.status_code == 400
+    path = "$" if where == "request" else "$.body"
+    assert response.json["description"] == (
+        f"Field '{path}' (category: 'additionalProperties'): unexpected property "
+        f"{LONG[:64]!r}{CUT} (and 1 more)")
+
+
+def test_a_long_method_is_not_echoed(client, alice):
+    response = client.open("/run", method="X" * 3000, headers=alice.headers)
+    assert response.status_code == 405 and "XXXX" not in response.json["description"]
+
+
+def test_long_query_values_are_not_echoed(client, alice):
+    for query in (f"status={LONG}", f"roles={LONG}", f"limit={LONG}", f"marker={LONG}"):
+        response = client.get(f"/actions?{query}", headers=alice.headers)
+        assert response.status_code == 400 and LONG[:10] not in response.json["description"]
+
+
+@given(st.text(st.characters(blacklist_categories=("Cs",)), max_size=300))
+def test_echo_is_the_value_or_its_cut_prefix(value):
+    shown = echo(value)
+    if len(value) <= ECHO_CHARACTERS:
+        assert shown == value and echo(value, quote=True) == repr(value)
+    else:
+        assert shown == f"{value[:64]}... (cut to 64 of {len(value)} characters)"
 
 
 # --- 413, 500 ----------------------------------------------------------------------------

@@ -2,11 +2,14 @@
 front of two instances of the service (``python -m app``) on one PostgreSQL
 store, as two hosts behind one load balancer: the lifecycle over HTTPS, the
 client's address and scheme as the app sees and logs them, /metrics private,
-slow and stalled clients kept away from the service, and one instance
+slow and stalled clients kept away from the service and their connections
+closed, requests in progress bounded per client address, and one instance
 restarted under load without a client seeing an error.
 
-Addresses (tests/nginx.py): the client connects from 127.0.0.2, nginx
-connects to the instances from 127.0.0.3, which they trust. Globus Auth is
+Addresses (tests/nginx.py): the client connects from 127.0.0.2 (a second
+client from 127.0.0.4), nginx connects to the instances from 127.0.0.3, which
+they trust. The shipped limit of requests in progress per address is
+rewritten to CONNECTIONS_PER_ADDRESS here. Globus Auth is
 faked over HTTP (a local server answering introspection with app.testing).
 """
 
@@ -34,7 +37,13 @@ import requests
 import responses
 
 from app.testing import SCOPE, FakeGlobus
-from tests.nginx import CLIENT_ADDRESS, PROXY_ADDRESS, FromAddress, shipped_nginx
+from tests.nginx import (
+    CLIENT_ADDRESS,
+    CROWD_ADDRESS,
+    PROXY_ADDRESS,
+    FromAddress,
+    shipped_nginx,
+)
 from tests.postgres import conninfo, with_schema
 from tests.server import free_port, serve_process
 from tests.store_fixtures import _SESSION
@@ -42,6 +51,9 @@ from tests.store_fixtures import _SESSION
 pytestmark = pytest.mark.e2e
 SPOOFED = "203.0.113.7"
 PROBE_APP = "tests.proxy_probe:create_app()"
+# Above what the other tests have in progress from one address at once (16
+# stalled bodies, then a request).
+CONNECTIONS_PER_ADDRESS = 20
 
 
 @contextmanager
@@ -136,7 +148,8 @@ def deployment(tmp_path_factory, postgres_server, shared_rates) -> Iterator[Simp
             instance.start()
             stack.callback(instance.stop)
         url, http_url, cert = stack.enter_context(shipped_nginx(
-            folder / "nginx", [f"127.0.0.1:{i.port}" for i in instances]))
+            folder / "nginx", [f"127.0.0.1:{i.port}" for i in instances],
+            {"limit_conn": f"whattimeisitrightnow_addr {CONNECTIONS_PER_ADDRESS}"}))
         session = requests.Session()
         session.mount("https://", FromAddress(CLIENT_ADDRESS))
         session.mount("http://", FromAddress(CLIENT_ADDRESS))
@@ -231,12 +244,24 @@ def test_plain_http_is_redirected_to_https(deployment):
     assert answer.headers["Location"].startswith("https://127.0.0.1")
 
 
-def tls_connection(deployment: SimpleNamespace) -> ssl.SSLSocket:
-    context = ssl.create_default_context(cafile=str(deployment.cert))
-    parts = urlsplit(deployment.url)
+def tls_connection(deployment: SimpleNamespace, source: str = CLIENT_ADDRESS,
+                   other: tuple[str, Path] | None = None) -> ssl.SSLSocket:
+    """A TLS connection from ``source`` to the deployment's nginx, or to
+    ``other`` (its URL and certificate)."""
+    url, cert = other or (deployment.url, deployment.cert)
+    context = ssl.create_default_context(cafile=str(cert))
+    parts = urlsplit(url)
     raw = socket.create_connection((parts.hostname, parts.port), timeout=10,
-                                   source_address=(CLIENT_ADDRESS, 0))
+                                   source_address=(source, 0))
     return context.wrap_socket(raw, server_hostname="localhost")
+
+
+def client_session(deployment: SimpleNamespace, source: str) -> requests.Session:
+    session = requests.Session()
+    session.mount("https://", FromAddress(source))
+    session.trust_env, session.verify = False, deployment.session.verify
+    session.headers.update(deployment.session.headers)
+    return session
 
 
 def run_head(deployment: SimpleNamespace, length: int) -> bytes:
@@ -278,6 +303,87 @@ def test_slow_and_stalled_clients_wait_on_nginx_not_on_the_service(deployment):
     assert not [line for line in log_lines(deployment) if line.get("path") == "/run"
                 and line.get("status") == 400]  # nothing cut short reached the service
     assert_no_server_errors(deployment)
+
+
+def until(answer: Any, condition: Any) -> Any:
+    """Ask ``answer()`` until ``condition`` holds of what it returns (nginx
+    counts a request once it has read its headers, a moment after they are
+    sent); at most 5 s."""
+    deadline = time.monotonic() + 5
+    while not condition(got := answer()):
+        assert time.monotonic() < deadline, got
+        time.sleep(0.05)
+    return got
+
+
+def test_requests_in_progress_are_bounded_per_address(deployment):
+    """CONNECTIONS_PER_ADDRESS runs from one address hold their bodies back:
+    one request more from there is answered 503 by nginx (JSON, Retry-After)
+    and never reaches the service, while another address is served; once one
+    of them leaves, the address is served again. No per-address rate: the
+    same address is served any number of times in a row."""
+    s, url = deployment.session, deployment.url
+    crowd = client_session(deployment, CROWD_ADDRESS)
+    assert [crowd.get(url + "/", timeout=10).status_code for _ in range(30)] == [200] * 30
+    held = [tls_connection(deployment, CROWD_ADDRESS) for _ in range(CONNECTIONS_PER_ADDRESS)]
+    try:
+        for sock in held:
+            sock.sendall(run_head(deployment, 100) + b'{"request_')
+        refused = until(lambda: crowd.get(url + "/", timeout=10), lambda r: r.status_code != 200)
+        assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+        assert refused.headers["Content-Type"] == "application/json"
+        assert refused.json() == {
+            "code": "TooManyConnections",
+            "description": "Too many requests in progress from your address; try again shortly.",
+        }
+        assert crowd.post(url + "/run", json={"request_id": "crowd", "body": {"utc_offset": 1}},
+                          timeout=10).status_code == 503
+        assert s.get(url + "/", timeout=10).status_code == 200  # another address
+        run = {"request_id": f"other-{uuid.uuid4()}", "body": {"utc_offset": 1}}
+        assert s.post(url + "/run", json=run, timeout=10).status_code == 202
+        held.pop().close()  # one leaves: limit - 1 held, so one more may come in
+        until(lambda: crowd.get(url + "/", timeout=10), lambda r: r.status_code == 200)
+    finally:
+        for sock in held:
+            sock.close()
+    until(lambda: crowd.get(url + "/", timeout=10), lambda r: r.status_code == 200)
+    crowd_lines = [line for line in log_lines(deployment)
+                   if line.get("logger") == "app.request" and line["remote_addr"] == CROWD_ADDRESS]
+    assert crowd_lines and {line["status"] for line in crowd_lines} == {200}
+    assert_no_server_errors(deployment)
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """Does the other end close the connection (within the socket's timeout)?"""
+    try:
+        return sock.recv(1024) == b""
+    except (ConnectionResetError, ssl.SSLError):
+        return True  # reset_timedout_connection: a reset, not a FIN
+
+
+def test_idle_and_stalled_connections_are_closed(deployment, tmp_path):
+    """The shipped file's timeouts, at 1 s: a kept-alive connection left idle,
+    headers left half-sent and a body left half-sent are closed by nginx;
+    the half-sent run never reaches the service."""
+    timeouts = {"keepalive_timeout": "1s", "client_header_timeout": "1s",
+                "client_body_timeout": "1s"}
+    upstreams = [f"127.0.0.1:{i.port}" for i in deployment.instances]
+    with shipped_nginx(tmp_path / "nginx", upstreams, timeouts) as (url, _, cert):
+        idle = tls_connection(deployment, other=(url, cert))
+        idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            answer += idle.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200")
+        header = tls_connection(deployment, other=(url, cert))
+        header.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        body = tls_connection(deployment, other=(url, cert))
+        body.sendall(run_head(deployment, 100) + b'{"request_id": "stalled-body"')
+        assert [closed_by_peer(sock) for sock in (idle, header, body)] == [True] * 3
+        for sock in (idle, header, body):
+            sock.close()
+    assert not [line for line in log_lines(deployment) if line.get("path") == "/run"
+                and line.get("status") == 400]
 
 
 def test_an_instance_restarted_under_load_costs_clients_nothing(deployment):

@@ -42,6 +42,24 @@ def test_lists_json_or_comma_separated(monkeypatch: pytest.MonkeyPatch, text: st
     assert load_settings(DEV)["ADMINISTERED_BY"] == expected
 
 
+def test_who_may_use_it_defaults_to_all_authenticated_users():
+    config = load_settings(DEV)
+    assert config["VISIBLE_TO"] == config["RUNNABLE_BY"] == ["all_authenticated_users"]
+
+
+def test_who_may_use_it_takes_principals_and_the_spec_words(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("FLASK_VISIBLE_TO", f"public, {GROUP_URN}")
+    monkeypatch.setenv("FLASK_RUNNABLE_BY", f'["{ALICE_URN}", "all_authenticated_users"]')
+    config = load_settings(DEV)
+    assert config["VISIBLE_TO"] == ["public", GROUP_URN]
+    assert config["RUNNABLE_BY"] == [ALICE_URN, "all_authenticated_users"]
+
+
+def test_request_bounds_defaults():
+    config = load_settings(DEV)
+    assert (config["MAX_PRINCIPALS"], config["MAX_TAGS"], config["MAX_TAG_BYTES"]) == (64, 32, 256)
+
+
 def test_numbers_and_durations_by_type(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("FLASK_FAILURE_RATE", "0.25")
     monkeypatch.setenv("FLASK_MAX_CONTENT_LENGTH", "2048")
@@ -83,6 +101,20 @@ def test_numbers_and_durations_by_type(monkeypatch: pytest.MonkeyPatch):
         ("FLASK_SCOPE", "action_all", "FLASK_SCOPE='action_all': not a full scope string"),
         ("FLASK_STORE_URL", "mysql://u:secret@db/x", "FLASK_STORE_URL: unsupported scheme"),
         ("FLASK_MIN_DELAY_SECONDS", "1000", "MIN_DELAY_SECONDS <= MAX_DELAY_SECONDS"),
+        ("FLASK_RUNNABLE_BY", "public", "FLASK_RUNNABLE_BY='public': 'public' is for "
+         "VISIBLE_TO only: a run needs a token; expected principal URNs or "
+         '"all_authenticated_users"'),
+        ("FLASK_RUNNABLE_BY", "", "FLASK_RUNNABLE_BY='': empty: no one could use the provider"),
+        ("FLASK_VISIBLE_TO", "[]", "FLASK_VISIBLE_TO='[]': empty"),
+        ("FLASK_VISIBLE_TO", "everyone", "FLASK_VISIBLE_TO='everyone': 'everyone' is not "
+         "a principal URN or all_authenticated_users or public"),
+        ("FLASK_VISIBLE_TO", f"public,{ALICE_URN},public", "'public' is listed twice"),
+        ("FLASK_RUNNABLE_BY", ALICE_URN.upper(), "is not a principal URN"),
+        ("FLASK_MAX_PRINCIPALS", "0", "FLASK_MAX_PRINCIPALS='0': ensure this value is greater "
+         "than or equal to 1; expected a whole number from 1 to 1000"),
+        ("FLASK_MAX_TAGS", "many", "FLASK_MAX_TAGS='many': value is not a valid integer"),
+        ("FLASK_MAX_TAG_BYTES", "5000", "FLASK_MAX_TAG_BYTES='5000': ensure this value is less "
+         "than or equal to 4096; expected a whole number of bytes from 1 to 4096"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_it(

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from app.validation import RunRequestValidator
 
-FAST = RunRequestValidator(256)
-FULL = RunRequestValidator(256, compiled=False)
+FAST = RunRequestValidator()
+FULL = RunRequestValidator(compiled=False)
 URN = f"urn:globus:auth:identity:{uuid.UUID(int=7)}"
 GROUP = f"urn:globus:groups:id:{uuid.UUID(int=8)}"
 
@@ -33,14 +33,18 @@ TRICKY_FIELDS: dict[str, list[Any]] = {
     "label": ["", "x", "x" * 64, "x" * 65, None, 5, "é" * 64],
     "monitor_by": [[], [URN], [URN, URN], [URN.upper()], [GROUP], [URN + "\n"], ["bob"], "x",
                    [1], [None], [URN, GROUP], None],
-    "manage_by": [[], [URN], [URN, URN], [URN + "\n"], [GROUP], ["bob"], "x", [1]],
+    "manage_by": [[], [URN], [URN, URN], [URN + "\n"], [GROUP], ["bob"], "x", [1],
+                  [f"urn:globus:auth:identity:{uuid.UUID(int=i)}" for i in range(64)],
+                  [f"urn:globus:auth:identity:{uuid.UUID(int=i)}" for i in range(65)],
+                  [URN] * 65],
     "allowed_clients": [[], ["public"], ["globus"], ["creator"], ["x"], ["xy"], ["\n"],
                         ["public\n"], "public", [1]],
     "deadline": ["tomorrow", "2099-01-01T00:00:00Z", "2099-01-01T00:00:00", "2099-01-01",
                  "2099-01-01T00:00:00+05:30", "2099-01-01T00:00:00Z\n", 5, None],
     "release_after": ["P", "PT", "P1D", "PT1H", "P1D\n", "P\n", "P1.5D", "P1W", "P1Y",
                       "PT1.5S", "soon", 5, None, "P0D", "PT0S"],
-    "tags": [[], ["a"], [1], "a", None],
+    "tags": [[], ["a"], [1], "a", None, ["x" * 256], ["x" * 257], ["é" * 128], ["é" * 129],
+             ["\U0001f600" * 64], ["\U0001f600" * 65], ["a"] * 32, ["a"] * 33, [1] * 33],
     "unknown": [1],
 }
 
