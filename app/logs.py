@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS
-from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 FORMATS = ("json", "text")
 MAX_FIELD = 256  # longest client-controlled string (path, user agent) logged
@@ -32,8 +32,9 @@ def clip(text: str | None) -> str | None:
     return None if text is None else text[:MAX_FIELD]
 
 
-class JsonFormatter(_LibraryJsonFormatter):
-    """time, level, logger, message, process, the record's extra keys, exception."""
+class JsonFormatter(OrjsonFormatter):
+    """time, level, logger, message, process, the record's extra keys, exception
+    (python-json-logger's formatter on orjson, which the responses use too)."""
 
     def __init__(self) -> None:
         super().__init__(

@@ -53,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ("introspect", "status", "run")
 TOKEN = "Bearer dev-token-bench"
 WARMUP = 50  # requests before the counted ones, in both processes
+SETTINGS: dict[str, object] = {}  # --set: create_app overrides for every side
 PG_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -75,6 +76,7 @@ def _serve(source: str, scenarios: list[str], n1: int, n2: int) -> None:
         "MIN_DELAY_SECONDS": 86_400,  # actions stay ACTIVE
         "MAX_DELAY_SECONDS": 172_800,
         "INTROSPECT_CACHE_TTL_SECONDS": 86_400,  # no re-introspection, however slow the run
+        **json.loads(os.environ.get("BENCH_CALLGRIND_SET", "{}")),  # --set KEY=VALUE
     })
 
     def environ(method: str, path: str, body: bytes | None = None) -> dict[str, object]:
@@ -166,7 +168,8 @@ def _measure(source: Path, scenarios: list[str], n1: int, n2: int, workdir: Path
              helper: Path, tag: str, store_url: str) -> dict[str, float]:
     out = workdir / f"callgrind.{tag}.out"
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
-           "BENCH_CALLGRIND_HELPER": str(helper), "BENCH_CALLGRIND_STORE": store_url}
+           "BENCH_CALLGRIND_HELPER": str(helper), "BENCH_CALLGRIND_STORE": store_url,
+           "BENCH_CALLGRIND_SET": json.dumps(SETTINGS)}
     for key in [k for k in env if k.startswith("FLASK_")]:
         del env[key]  # the tree's config.py and the overrides above, nothing else
     command = [
@@ -226,8 +229,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", choices=("memory", "sqlite", "postgresql"), default="memory")
     parser.add_argument("--n1", type=int, default=100)
     parser.add_argument("--n2", type=int, default=600)
+    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                        help="a setting for every side (a JSON value, else text), e.g. "
+                        "--set LOG_LEVEL=WARNING --set 'GET_RATE_LIMIT=\"\"'")
     parser.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    for pair in args.set:
+        key, _, value = pair.partition("=")
+        try:
+            SETTINGS[key] = json.loads(value)
+        except json.JSONDecodeError:
+            SETTINGS[key] = value
     if args.serve:
         _serve(args.serve[0], args.serve[1].split(","), int(args.serve[2]), int(args.serve[3]))
         return 0
