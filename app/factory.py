@@ -65,17 +65,16 @@ def create_app(
             "only loopback clients are served. Never use this in production."
         )
 
+    init_rate_limits(app, metrics)  # the caller's request rates, for step 3f below
     # The request path, in order (app.hooks' docstring tells each step):
     # 1. the client's address from a trusted proxy: around the app, below;
     # 2. request id and timer: observability's before_request, registered
-    #    first so that it runs first (and 8, its after_request: log line, metrics);
+    #    first so that it runs first (and 7, its after_request: log line, metrics);
     init_observability(app, metrics)
-    # 3. dev-mode guard, routing, token, authorization, run-request body: one
-    #    before_request;
+    # 3. dev-mode guard, routing, token, authorization, run-request body,
+    #    request rates: one before_request;
     app.before_request(check_request)
-    # 4. the caller's request rates (app.ratelimit), once the token is known;
-    init_rate_limits(app, metrics)
-    # 5-7. the views: the rules, the store, the JSON answer;
+    # 4-6. the views: the rules, the store, the JSON answer;
     app.register_blueprint(routes.bp)
     # an exception at any step answers as JSON {code, description}.
     register_error_handlers(app)

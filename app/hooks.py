@@ -16,17 +16,16 @@
        ``AuthState.check_authorization``);
     e. body: for a view marked ``@takes_run_request``, the run request parsed
        and validated into ``g.action_request`` (``validate_run_request``;
-       ``app.validation``).
- 4. Request rates: the caller's run or GET rate, 429 over it
-    (``app.ratelimit.check_rate``, a before_request registered after this
-    one: it needs the caller, and for a run its request_id).
- 5. The view (``app.routes``), and the rules (``app.actions.ActionService``:
+       ``app.validation``);
+    f. rates: the caller's run or GET rate, 429 over it (``check_rate``;
+       ``app.ratelimit``: it needs the caller, and for a run its request_id).
+ 4. The view (``app.routes``), and the rules (``app.actions.ActionService``:
     the caller's rights on the action, what its status is).
- 6. The store: the rules read and write the action there (``app.store``:
+ 5. The store: the rules read and write the action there (``app.store``:
     memory, SQLite or PostgreSQL).
- 7. The answer, as JSON (``app.jsonprovider``). An exception at any step
+ 6. The answer, as JSON (``app.jsonprovider``). An exception at any step
     becomes a JSON {code, description} answer (``app.errors``).
- 8. The request log line, the metrics and the ``X-Request-ID`` header, for
+ 7. The request log line, the metrics and the ``X-Request-ID`` header, for
     every answer, errors too: ``app.observability`` (its after_request).
 
 A view declares what it needs of step 3: ``@public`` (answered without a
@@ -49,6 +48,7 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from app.auth import AuthResponseMalformed, ProviderAuthStateBuilder
 from app.errors import ActionForbidden, AuthUnavailable, BearerUnauthorized
+from app.ratelimit import check_rate
 from app.validation import RunRequestValidator, parse_json
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ def check_request() -> None:
     check_token(app, req, view)
     authorize(app, view)
     validate_run_request(app, req, view)
+    check_rate(app, req, view)
 
 
 def is_loopback(address: str) -> bool:

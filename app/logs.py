@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS
-from pythonjsonlogger.orjson import OrjsonFormatter
+from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 
 FORMATS = ("json", "text")
 MAX_FIELD = 256  # longest client-controlled string (path, user agent) logged
@@ -32,9 +32,10 @@ def clip(text: str | None) -> str | None:
     return None if text is None else text[:MAX_FIELD]
 
 
-class JsonFormatter(OrjsonFormatter):
-    """time, level, logger, message, process, the record's extra keys, exception
-    (python-json-logger's formatter on orjson, which the responses use too)."""
+class JsonFormatter(_LibraryJsonFormatter):
+    """time, level, logger, message, process, the record's extra keys, exception.
+    The stdlib's encoder (not orjson): every line ASCII, and a lone surrogate
+    from a client's bytes is escaped, not an encoding error that loses it."""
 
     def __init__(self) -> None:
         super().__init__(

@@ -11,9 +11,9 @@ with the `limits` library's sliding-window counter:
 Cancel, resume and release are never counted: they free room or change
 nothing, and a caller must always be able to stop what it started.
 
-The check is a before_request hook registered after app.hooks' (Flask runs
-them in order), so the token has been checked (``g.auth_state``) and a run
-request's body validated (``g.action_request``). A caller over a rate gets
+The check (``check_rate``) is the last step of app.hooks' ``check_request``,
+so the token has been checked (``g.auth_state``) and a run request's body
+validated (``g.action_request``). A caller over a rate gets
 429 ``TooManyRequests`` with ``Retry-After``, unless
 
 - it is in ``RATE_LIMIT_EXEMPT`` (asked only then: a group there costs a
@@ -56,7 +56,7 @@ from urllib.parse import urlsplit
 
 import limits
 import redis
-from flask import Flask, Response, after_this_request, current_app, g, request
+from flask import Flask, Request, Response, after_this_request, g
 from globus_action_provider_tools.flask.exceptions import ActionProviderToolsException
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, Storage, storage_from_string
@@ -324,8 +324,7 @@ def policies_from_config(config: dict[str, Any]) -> dict[str, Policy]:
 
 
 def init_app(app: Flask, observer: RateLimitObserver) -> None:
-    """Register the rate check: call after app.hooks.register_hooks (it needs
-    the caller's identity and, for a run, its validated request)."""
+    """The rates of this configuration, for ``check_rate`` (none: no check)."""
     policies = policies_from_config(app.config)
     if not policies:
         return
@@ -333,26 +332,23 @@ def init_app(app: Flask, observer: RateLimitObserver) -> None:
     app.extensions["rate_limits"] = RateLimits(
         RateLimiter(storage, observer), policies, tuple(app.config["RATE_LIMIT_EXEMPT"]), observer
     )
-    app.before_request(check_rate)
 
 
-def check_rate() -> None:
+def check_rate(app: Flask, req: Request, view: Any) -> None:
     """Count this request against its caller's rate; 429 if over (see the
-    module's docstring for who is let through)."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    req = request._get_current_object()  # type: ignore[attr-defined]
+    module's docstring for who is let through). A step of app.hooks'
+    check_request, once the token is checked and a run's body validated."""
+    rates: RateLimits | None = app.extensions.get("rate_limits")
     ctx_g = g._get_current_object()  # type: ignore[attr-defined]
     caller = ctx_g.get("auth_state")
-    if caller is None:  # a public view, OPTIONS, or no route
+    if rates is None or caller is None:  # no rates; a public view or OPTIONS
         return
-    view = app.view_functions.get(req.endpoint)
     if req.method == "POST" and getattr(view, "takes_run_request", False):
         scope = RUN
     elif req.method in ("GET", "HEAD"):
         scope = GET
     else:
         return  # cancel, resume, release
-    rates: RateLimits = app.extensions["rate_limits"]
     policy = rates.policies.get(scope)
     if policy is None:
         return
