@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from typing import Any
@@ -72,7 +73,19 @@ def make_formatter(log_format: str) -> logging.Formatter:
 
 
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is at the time (test captures swap it)."""
+    """Writes each line to whatever ``sys.stderr`` is at the time (test
+    captures swap it), with one ``os.write`` of the whole line when it has a
+    file descriptor, and no lock.
+
+    A StreamHandler holds its lock, and a Python stream its own, while a
+    write waits for the kernel; with several request threads the others then
+    queue behind that lock instead of answering (measured: more than half of
+    a status request's wall time under load, bench/README.md#log-writes).
+    One write of a whole line needs no lock: the kernel keeps lines whole
+    (a pipe up to 4 KiB a write)."""
+
+    def createLock(self) -> None:
+        self.lock = None  # acquire() and release() do nothing
 
     @property  # type: ignore[override]
     def stream(self) -> Any:
@@ -81,6 +94,22 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     @stream.setter
     def stream(self, _: Any) -> None:
         pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+            stream = self.stream
+            try:
+                fd = stream.fileno()
+            except (AttributeError, OSError, ValueError):  # a capture, not a file
+                stream.write(line)
+                stream.flush()
+                return
+            data = line.encode(getattr(stream, "encoding", None) or "utf-8", "backslashreplace")
+            while data:  # a full pipe may take part of it: write the rest
+                data = data[os.write(fd, data):]
+        except Exception:
+            self.handleError(record)
 
 
 def configure_logging(config: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import random
 import re
 import time
 from typing import Any
@@ -224,8 +225,13 @@ def _metrics() -> Response:
 
 
 def _new_request_id() -> str:
-    """32 random hex digits (the length and alphabet of ``uuid4().hex``)."""
-    return os.urandom(16).hex()
+    """32 random hex digits (the length and alphabet of ``uuid4().hex``).
+
+    A correlation id, not a secret: the random module's generator (seeded
+    again in every forked worker) needs no system call, and a system call
+    lets go of the GIL, which under several request threads costs a wait
+    to get it back (bench/README.md#log-writes)."""
+    return f"{random.getrandbits(128):032x}"
 
 
 def _start_request() -> None:

@@ -1,10 +1,14 @@
 """Profile the service's worker under wrk load with py-spy (sampling).
 
-    .venv/bin/pip install py-spy==0.4.3   # pinned in requirements-dev.txt
-    .venv/bin/python -m bench.profile --scenario run [--seconds 10]
+    .venv/bin/python -m bench.profile --scenario status [--seconds 10] [--threads 4]
 
-Prints the functions with the most samples (inclusive) and writes the
-collapsed stacks to bench/results/profile-<scenario>.txt (flamegraph input).
+The production server (``python -m app``, memory store, dev auth) loaded by
+wrk -t1 -c4 with keep-alive, the requests spread over many identities as in
+bench.ab (one identity at thousands a second would measure the 429 path).
+py-spy samples the worker's threads, waiting ones included (``--idle``), so
+the shares show where a request's wall time goes. Prints the functions with
+the most samples (inclusive and own) and writes the collapsed stacks to
+bench/results/profile-<scenario>.txt (flamegraph input).
 """
 
 from __future__ import annotations
@@ -16,38 +20,49 @@ import sys
 import threading
 from pathlib import Path
 
-from bench.run import (
-    PATHS,
-    RESULTS,
-    SCENARIOS,
-    Store,
-    ensure_wrk,
-    scenario_call,
-    service_env,
-    start_action,
-)
+import requests
+
+from bench.load import Request, require_wrk, run_wrk
 from tests.server import serve_process, settled_workers
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SCENARIOS = ("introspect", "status", "run")
+RUN_BODY = '{"request_id": "%s", "body": {"utc_offset": 5.5}}'
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scenario", choices=SCENARIOS, default="status")
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=4, help="the server's THREADS")
+    parser.add_argument("--identities", type=int, default=1000)
     parser.add_argument("--top", type=int, default=40)
     args = parser.parse_args()
-    wrk_bin = ensure_wrk()
-    paths = PATHS["classic"]
+    wrk_bin = require_wrk()
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"profile-{args.scenario}.txt"
-    env = service_env(Store("memory", "memory://", False))
+    tokens = [f"dev-token-bench-{i}" for i in range(args.identities)]
+    env = {"FLASK_AUTH_MODE": "dev", "FLASK_MIN_DELAY_SECONDS": "86400",
+           "FLASK_MAX_DELAY_SECONDS": "172800", "THREADS": str(args.threads)}
     with serve_process(env, workers=1) as (url, launcher):
-        action_id = start_action(url, paths)
+        request = Request(method="POST", path="/run", body=RUN_BODY)
+        if args.scenario == "introspect":
+            request = Request()
+        elif args.scenario == "status":
+            session = requests.Session()
+            request = Request(paths=tuple(
+                "/{}/status".format(session.post(
+                    url + "/run", json={"request_id": "profile", "body": {"utc_offset": 1}},
+                    headers={"Authorization": f"Bearer {token}"}, timeout=10,
+                ).json()["action_id"])
+                for token in tokens
+            ))
         (pid,) = settled_workers(launcher.pid)
         spy = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
                "--duration", str(args.seconds), "--rate", "500", "--format", "raw",
-               "--output", str(out), "--nonblocking"]
-        load = threading.Thread(target=scenario_call, args=(
-            args.scenario, wrk_bin, url, args.seconds + 2, paths, action_id))
+               "--idle", "--output", str(out), "--nonblocking"]
+        load = threading.Thread(target=run_wrk, args=(wrk_bin, url, request), kwargs={
+            "token": tokens, "seconds": args.seconds + 2, "connections": 4})
         load.start()
         subprocess.run(spy, check=True, capture_output=True)
         load.join()
