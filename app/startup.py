@@ -66,8 +66,8 @@ def check(workers: int | None, asked_by: str = "") -> dict[str, Any]:
     if workers is None:
         workers = default_workers(config)
     refuse_split_memory_store(config, workers, asked_by)
-    refuse_per_process_rate_limits(config, workers)
     open_store(config["STORE_URL"], config).close()  # reachable, and its tables made
+    refuse_per_process_rate_limits(config, workers)
     check_storage_reachable(config)  # rate limits: Redis answers (app.ratelimit)
     return config
 

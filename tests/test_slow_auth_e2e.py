@@ -78,13 +78,16 @@ def store_url(request) -> str:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def served(store_url: str) -> Iterator[tuple[str, set[int], AuthCounters]]:
+def served(
+    store_url: str, shared_rates: dict[str, str]
+) -> Iterator[tuple[str, set[int], AuthCounters]]:
     """The service under the production defaults (workers and threads as
     ``python -m app`` chooses them for this store); yields URL, worker pids
     and Auth, which knows which worker asked it about which token."""
     with loopback_auth(SLOW_SECONDS) as (auth_url, counters):
         env = {**production_auth_env(auth_url), "FLASK_STORE_URL": store_url,
-               "FLASK_MIN_DELAY_SECONDS": "3600", "FLASK_MAX_DELAY_SECONDS": "7200"}
+               "FLASK_MIN_DELAY_SECONDS": "3600", "FLASK_MAX_DELAY_SECONDS": "7200",
+               **shared_rates}  # rates in Redis: SQL stores serve several workers
         with serve_process(env, workers=None) as (url, launcher):
             workers = settled_workers(launcher.pid)
             counters.identify_caller = lambda port: socket_owner(port, workers)
