@@ -1,10 +1,9 @@
 """app.testing and its pytest plugin: the fake Globus behaves as Globus does
-for the library's real auth code, the README's example runs as printed, and
-the service never imports the test helpers."""
+for the library's real auth code, and the service never imports the test
+helpers. (docs/testing.md's example test file is run by tests/test_docs.py.)"""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import uuid
@@ -12,28 +11,6 @@ import uuid
 from app.testing import INTROSPECT_URL, MY_GROUPS_URL, clear_auth_caches
 from tests.helpers import start
 from tests.server import ROOT
-
-
-def readme_example() -> str:
-    """The first python block of the README's "Testing without Globus credentials"."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Testing without Globus credentials\n", 1)[1].split("\n## ", 1)[0]
-    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert match, "no python block in the README's testing section"
-    return match.group(1)
-
-
-def test_the_readme_example_runs_as_printed(tmp_path):
-    example = readme_example()
-    (tmp_path / "test_my_provider.py").write_text(example)
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_my_provider.py"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )
-    tests = len(re.findall(r"^def test_", example, re.MULTILINE))
-    assert tests >= 1
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"{tests} passed" in result.stdout, result.stdout
 
 
 def test_linked_identities_are_the_same_caller(client, globus, alice):
