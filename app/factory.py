@@ -14,7 +14,7 @@ from app.actions import ActionRules, ActionService, Clock, utc_now
 from app.auth import make_state_builder, provider_scope
 from app.description import Description
 from app.errors import register_error_handlers
-from app.hooks import check_request
+from app.hooks import check_request, close_if_body_unread
 from app.jsonprovider import OrjsonProvider
 from app.logs import configure_logging
 from app.observability import Metrics
@@ -74,6 +74,7 @@ def create_app(
     # 3. dev-mode guard, routing, token, authorization, run-request body,
     #    request rates: one before_request;
     app.before_request(check_request)
+    app.after_request(close_if_body_unread)  # an unread body: the connection closes
     # 4-6. the views: the rules, the store, the JSON answer;
     app.register_blueprint(routes.bp)
     # an exception at any step answers as JSON {code, description}.

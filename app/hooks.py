@@ -26,7 +26,9 @@
  6. The answer, as JSON (``app.jsonprovider``). An exception at any step
     becomes a JSON {code, description} answer (``app.errors``).
  7. The request log line, the metrics and the ``X-Request-ID`` header, for
-    every answer, errors too: ``app.observability`` (its after_request).
+    every answer, errors too: ``app.observability`` (its after_request);
+    ``Connection: close`` on an answer given without reading the request's
+    body (``close_if_body_unread``, this module's after_request).
 
 A view declares what it needs of step 3: ``@public`` (answered without a
 token), ``@allowed_by(SETTING)`` (only the principals that setting lists;
@@ -42,7 +44,7 @@ from collections.abc import Callable
 from typing import Any
 
 import globus_sdk
-from flask import Flask, Request, current_app, g, request
+from flask import Flask, Request, Response, current_app, g, request
 from globus_action_provider_tools.errors import AuthenticationError
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
@@ -101,6 +103,22 @@ def check_request() -> None:
     authorize(app, view)
     validate_run_request(app, req, view)
     check_rate(app, req, view)
+
+
+def close_if_body_unread(response: Response) -> Response:
+    """``Connection: close`` on an answer given without reading the request's
+    body (a 401 before the body of a run, a cancel sent with a body).
+
+    granian closes such a connection once the answer is sent, without saying
+    so when the body was still on its way: the client's next request on it
+    then fails. gunicorn reads the rest instead; reading it here would let
+    anyone without a token hold a thread for as long as they trickle a body.
+    """
+    if not g.get("body_read") and (
+        request.content_length or "chunked" in request.headers.get("Transfer-Encoding", "")
+    ):
+        response.headers["Connection"] = "close"
+    return response
 
 
 def is_loopback(address: str) -> bool:
@@ -199,6 +217,7 @@ def read_body(app: Flask, req: Request) -> bytes:
         raise RequestEntityTooLarge()
     wanted = limit + 1 if length is None else length  # one byte past the limit tells
     stream = req.environ["wsgi.input"]
+    g.body_read = True
     data = b""
     while len(data) < wanted and (more := stream.read(wanted - len(data))):
         data += more

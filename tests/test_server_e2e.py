@@ -146,6 +146,49 @@ def test_a_body_cut_short_is_a_400_never_a_5xx(tmp_path: Path):
     assert "Traceback" not in output.read_text()
 
 
+@pytest.mark.parametrize("authorization", ["", "Authorization: Bearer not-a-dev-token\r\n"])
+def test_an_answer_given_before_the_body_arrived_says_the_connection_closes(
+    dev_server, authorization
+):
+    """A POST whose body comes a moment after its headers (as urllib3 sends
+    it), answered 401 without reading the body: the server closes that
+    connection, so the answer must say so, or the client's next request on
+    its kept-alive connection fails (a flaky ConnectionError in clients)."""
+    body = run_body()
+    head = (f"POST /run HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            f"{authorization}Content-Length: {len(body)}\r\n\r\n").encode()
+    for _ in range(5):
+        with connect(dev_server.url) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(head)
+            time.sleep(0.05)
+            sock.sendall(body)
+            answer_head, _, _ = read_all(sock).partition(b"\r\n\r\n")
+        assert answer_head.startswith(b"HTTP/1.1 401 ")
+        assert b"\r\nconnection: close" in answer_head.lower()
+
+
+def test_a_kept_alive_connection_stays_open_when_the_body_was_read(dev_server):
+    """The other side of the test above: a run that reads its body keeps the
+    connection for the next request."""
+    with connect(dev_server.url) as sock:
+        for _ in range(2):
+            body = run_body()
+            sock.sendall(run_head(len(body)))
+            time.sleep(0.05)
+            sock.sendall(body)
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 202 ")
+            assert b"connection: close" not in answer.lower()
+            head, _, rest = answer.partition(b"\r\n\r\n")
+            length = int(next(line.split(b":")[1] for line in head.lower().split(b"\r\n")
+                              if line.startswith(b"content-length:")))
+            while len(rest) < length:
+                rest += sock.recv(65536)
+
+
 def test_sigterm_drains_then_lets_the_request_in_flight_finish(tmp_path: Path):
     """SIGTERM to the launcher: /healthz answers 503 while the instance drains
     and everything else is served; then it stops accepting, the request in
