@@ -10,7 +10,7 @@ Options (each with the environment variable read when it is not given):
     --workers        WEB_CONCURRENCY  worker processes: 1 with the memory store (its
                                       actions live in that process: more are refused),
                                       one per CPU core with SQLite or PostgreSQL
-    --threads        THREADS          request threads in each worker (4)
+    --threads        THREADS          request threads in each worker (2)
     --drain-seconds  DRAIN_SECONDS    after SIGTERM, keep serving this long with /healthz
                                       answering 503, then stop (5)
     --store          FLASK_STORE_URL  memory://, sqlite:///path, postgresql://...
@@ -48,7 +48,10 @@ from app.serving import DRAIN_FILE_VARIABLE, load_app
 from app.startup import EXIT_BAD_SETUP, SQL_WORKERS, check_or_exit, default_workers
 
 DEFAULT_BIND = ("127.0.0.1", 8000)
-DEFAULT_THREADS = 4
+# Two: room for one slow request (a Globus call waiting) beside quick ones. Each
+# thread more only adds contention for the one interpreter lock: more CPU time
+# per request and a longer tail (bench/README.md#threads).
+DEFAULT_THREADS = 2
 # Load balancers (a Kubernetes endpoint list, a health-checking proxy) take a few
 # seconds to see a 503 from /healthz and stop sending requests (Kubernetes users
 # add a few seconds' preStop sleep for the same reason). Short, as a stop waits.
