@@ -42,8 +42,8 @@ def load_app(target: str) -> Callable[..., Any]:
         os.environ.pop(ENV_PREFIX + key, None)
     # Everything loaded so far (modules, the app, its caches' classes) lives as
     # long as the worker: keep it out of the cyclic collector's full passes,
-    # which otherwise walk it all and stall every request meanwhile (tens of
-    # ms; bench/README.md#gc-freeze).
+    # which otherwise walk it all and stall every request meanwhile
+    # (bench/README.md#gc-freeze).
     gc.collect()
     gc.freeze()
     return app  # type: ignore[no-any-return]
