@@ -8,6 +8,7 @@ import random
 from typing import Any
 
 from flask import Flask
+from globus_action_provider_tools.flask.helpers import assign_json_provider
 
 from app import routes
 from app.actions import ActionRules, ActionService, Clock, utc_now
@@ -15,7 +16,6 @@ from app.auth import make_state_builder, provider_scope
 from app.description import Description
 from app.errors import register_error_handlers
 from app.hooks import check_request, close_if_body_unread
-from app.jsonprovider import OrjsonProvider
 from app.logs import configure_logging
 from app.observability import Metrics
 from app.observability import init_app as init_observability
@@ -41,7 +41,7 @@ def create_app(
     app.config.update(load_settings(overrides))
     refuse_in_worker_or_exit(app.config)  # gunicorn -w 3 without our settings
     app.config["DEBUG"] = False  # never the debugger, whatever the environment says
-    app.json = OrjsonProvider(app)
+    assign_json_provider(app)  # the library's: its types (datetimes, durations) as JSON
     # Without this, "/actions//x" is an HTML 308 redirect to "/actions/x"; now
     # a 404 JSON. (The map is still empty: there is no static folder.)
     app.url_map = app.url_map_class(merge_slashes=False)

@@ -23,7 +23,7 @@
     the caller's rights on the action, what its status is).
  5. The store: the rules read and write the action there (``app.store``:
     memory, SQLite or PostgreSQL).
- 6. The answer, as JSON (``app.jsonprovider``). An exception at any step
+ 6. The answer, as JSON (the library's JSON provider). An exception at any step
     becomes a JSON {code, description} answer (``app.errors``).
  7. The request log line, the metrics and the ``X-Request-ID`` header, for
     every answer, errors too: ``app.observability`` (its after_request);

@@ -79,7 +79,8 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     A StreamHandler holds its lock, and a Python stream its own, while a
     write waits for the kernel; with several request threads the others then
-    queue behind that lock instead of answering (bench/README.md#log-writes).
+    queue behind that lock instead of answering (a fast path:
+    bench/README.md#log-writes).
     One write of a whole line needs no lock: the kernel keeps lines whole
     (a pipe up to 4 KiB a write)."""
 

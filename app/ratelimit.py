@@ -157,7 +157,7 @@ class ProcessStorage(MemoryStorage):
 
     MemoryStorage starts a timer thread 10 ms after every increment to drop
     expired counters: under load a new thread up to 100 times a second, each
-    paid for by a request (bench/README.md#rate-limits).
+    paid for by a request (a fast path: bench/README.md#rate-limits).
     Here an expired counter is dropped when it is next read (MemoryStorage.get
     does that), and all expired ones at most once a minute by the request that
     comes due, so the counters of callers who never return do not pile up."""
