@@ -220,8 +220,8 @@ def flood_store(store: str, args: argparse.Namespace, wrk_bin: str) -> dict[str,
 def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """The medians of a store's rounds; the target is judged on them: the
     median flood p99 against max(5 x the median quiet p99, 10 ms)."""
-    quiet = statistics.median(r["quiet"]["p99_ms"] for r in rounds)
-    during = statistics.median(r["during"]["p99_ms"] for r in rounds)
+    quiet = round(statistics.median(r["quiet"]["p99_ms"] for r in rounds), 2)
+    during = round(statistics.median(r["during"]["p99_ms"] for r in rounds), 2)
     limit = max(5 * quiet, 10.0)
     return {"quiet_p99_ms": quiet, "during_p99_ms": during, "target_p99_ms": limit,
             "target_met": during <= limit,
