@@ -33,6 +33,9 @@ from tests.server import serve
 
 pytestmark = pytest.mark.e2e
 BACK_WITHIN_SECONDS = 10
+# Twice PgBouncer's query_wait_timeout (3 s, tests/postgres.py): a request that
+# waits it out in full is still answered (503) before the database is back.
+OUTAGE_SECONDS = 6
 
 
 def server_env(store_url: str) -> dict[str, str]:
@@ -128,7 +131,7 @@ def stop_and_start_under_traffic(cluster: Cluster, url: str) -> None:
         stopping = time.monotonic()
         cluster.stop()
         stopped = time.monotonic()
-        time.sleep(3)
+        time.sleep(OUTAGE_SECONDS)
         starting = time.monotonic()
         cluster.start()
         back = time.monotonic()
