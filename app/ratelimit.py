@@ -166,26 +166,13 @@ class ProcessStorage(MemoryStorage):
 
     def __init__(self) -> None:
         super().__init__()
-        self.timer.cancel()
+        self.timer.cancel()  # the one MemoryStorage.__init__ starts
         self._next_sweep = time.time() + self.SWEEP_EVERY_SECONDS
         self._sweeping = threading.Lock()
 
-    def incr(self, key: str, expiry: float, amount: int = 1) -> int:
-        self.get(key)
-        with self.locks[key]:
-            self.storage[key] += amount
-            if self.storage[key] == amount:
-                self.expirations[key] = time.time() + expiry
-        self._sweep()
-        return self.storage.get(key, 0)
-
-    def decr(self, key: str, amount: int = 1) -> int:
-        self.get(key)
-        with self.locks[key]:
-            self.storage[key] = max(self.storage[key] - amount, 0)
-        return self.storage.get(key, 0)
-
-    def _sweep(self) -> None:
+    def _MemoryStorage__schedule_expiry(self) -> None:
+        """MemoryStorage's private hook, called before each write: here a
+        sweep when one is due, instead of starting a timer thread."""
         now = time.time()
         if now < self._next_sweep or not self._sweeping.acquire(blocking=False):
             return

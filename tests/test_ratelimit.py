@@ -20,10 +20,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import limits
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from limits.strategies import SlidingWindowCounterRateLimiter
 
+from app import ratelimit
 from app.ratelimit import (
     RateLimitSetupError,
     check_storage_reachable,
@@ -428,3 +431,27 @@ def test_describe_storage_hides_only_the_password() -> None:
     assert describe_storage("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
     assert describe_storage("redis://u:p@h:1/2?x=1") == "redis://u:***@h:1/2?x=1"
     assert describe_storage("redis://:p@h/0") == "redis://:***@h/0"
+
+
+def test_process_storage_counts_and_sweeps_without_a_timer_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """memory:// counts as limits' MemoryStorage does, starts no thread, and a
+    sweep (at most once a minute) drops every expired counter."""
+    now = [1_000_000.0]
+    monkeypatch.setattr(ratelimit.time, "time", lambda: now[0])
+    storage = ratelimit.open_storage("memory://")
+    assert isinstance(storage, ratelimit.ProcessStorage)
+    first_timer = storage.timer  # MemoryStorage.__init__'s (cancelled here)
+    first_timer.join(timeout=5)  # ended: MemoryStorage would start another on a write
+    limiter = SlidingWindowCounterRateLimiter(storage)
+    item = limits.parse("3/minute")
+    assert [limiter.hit(item, "run", "alice") for _ in range(4)] == [True] * 3 + [False]
+    for n in range(50):
+        limiter.hit(item, "run", f"caller-{n}")
+    assert storage.timer is first_timer  # no timer thread started since
+    assert len(storage.storage) == 51
+    now[0] += 121  # every counter (two windows long) has expired; a sweep is due
+    assert limiter.hit(item, "run", "bob")
+    assert [key for key in storage.storage if "bob" not in key] == []
+    assert len(storage.storage) == 1
