@@ -51,8 +51,8 @@ def refuse_split_memory_store(config: dict[str, Any], workers: int, asked_by: st
 
 def default_workers(config: dict[str, Any]) -> int:
     """Worker processes when none are asked for: one on the memory store (its
-    actions live in that process), else one per CPU core (measured: on 2 cores,
-    PostgreSQL, 2 workers served the most; 3 no more, 1 about 0.6 of it)."""
+    actions live in that process), else one per CPU core (docs/deploying.md,
+    "Workers", has the figures)."""
     if str(config["STORE_URL"]).lower().startswith("memory"):
         return 1
     return SQL_WORKERS
