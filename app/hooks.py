@@ -114,9 +114,11 @@ def close_if_body_unread(response: Response) -> Response:
     then fails. gunicorn reads the rest instead; reading it here would let
     anyone without a token hold a thread for as long as they trickle a body.
     """
-    if not g.get("body_read") and (
-        request.content_length or "chunked" in request.headers.get("Transfer-Encoding", "")
-    ):
+    environ = request.environ
+    has_body = environ.get("CONTENT_LENGTH", "0") not in ("", "0") or "chunked" in environ.get(
+        "HTTP_TRANSFER_ENCODING", ""
+    )
+    if has_body and not g.get("body_read"):
         response.headers["Connection"] = "close"
     return response
 

@@ -1,4 +1,4 @@
-"""Logs: one JSON object a line on stderr (python-json-logger), or plain
+"""Logs: one JSON object a line on stderr, or plain
 text, for the app's records, its request line (app.observability) and
 granian's own lines alike, all through ``logging`` and one root handler.
 
@@ -15,10 +15,8 @@ import logging
 import os
 import re
 import sys
+from datetime import UTC, datetime
 from typing import Any
-
-from pythonjsonlogger.core import RESERVED_ATTRS
-from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 
 FORMATS = ("json", "text")
 MAX_FIELD = 256  # longest client-controlled string (path, user agent) logged
@@ -33,23 +31,37 @@ def clip(text: str | None) -> str | None:
     return None if text is None else text[:MAX_FIELD]
 
 
-class JsonFormatter(_LibraryJsonFormatter):
+# A record's own attributes; any other key on it came from ``extra``.
+RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message", "asctime", "taskName"
+}
+
+
+def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The keys a call's ``extra`` put on the record."""
+    return {k: v for k, v in vars(record).items()
+            if k not in RECORD_ATTRS and not k.startswith("_")}
+
+
+class JsonFormatter(logging.Formatter):
     """time, level, logger, message, process, the record's extra keys, exception.
-    The stdlib's encoder (not orjson): every line ASCII, and a lone surrogate
-    from a client's bytes is escaped, not an encoding error that loses it."""
+    The stdlib's encoder: every line ASCII, and a lone surrogate from a
+    client's bytes is escaped, not an encoding error that loses the line."""
 
-    def __init__(self) -> None:
-        super().__init__(
-            ["levelname", "name", "message", "process"],
-            rename_fields={"levelname": "level", "name": "logger", "exc_info": "exception"},
-            timestamp="time",
-        )
-
-    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
-        for key in ("message", "exception"):
-            if isinstance(log_data.get(key), str):
-                log_data[key] = redact(log_data[key])
-        return {"time": log_data.pop("time"), **log_data}  # first, for people reading
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+            "process": record.process,
+            **extra_fields(record),
+        }
+        if record.exc_info:
+            line["exception"] = redact(self.formatException(record.exc_info))
+        if record.stack_info:
+            line["stack_info"] = redact(self.formatStack(record.stack_info))
+        return json.dumps(line, default=str)
 
 
 class TextFormatter(logging.Formatter):
@@ -59,10 +71,8 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        extra = {k: v for k, v in vars(record).items()
-                 if k not in RESERVED_ATTRS and not k.startswith("_")}
         text = super().format(record) + "".join(
-            f" {k}={json.dumps(v, default=str)}" for k, v in extra.items())
+            f" {k}={json.dumps(v, default=str)}" for k, v in extra_fields(record).items())
         return redact(text)
 
 
