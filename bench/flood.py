@@ -4,6 +4,7 @@ action's status.
     .venv/bin/python -m bench.flood                      # HEAD, memory and PostgreSQL, 60 s
     .venv/bin/python -m bench.flood --rounds 3           # 3 rounds, medians (about 10 min)
     .venv/bin/python -m bench.flood --ref main --store memory --seconds 10
+    .venv/bin/python -m bench.flood --store memory --env FLASK_LOG_LEVEL=WARNING
 
 The commit (--ref) is served as a user serves it (bench/sides.py: its own
 worktree, venv and install, its production start command and defaults), dev
@@ -150,6 +151,7 @@ def flood_store(store: str, args: argparse.Namespace, wrk_bin: str) -> dict[str,
             redis.start()
             stack.callback(redis.stop)
             env["FLASK_RATE_LIMIT_STORAGE_URL"] = redis.url
+        env.update(args.env)
         server: Server = stack.enter_context(serve_side(side, env, args.side_args))
         print(f"\n== {store}: {side.ref} ({side.sha[:12]}, {side.start}): "
               f"{' '.join(server.command)} ({server.processes()} processes)", flush=True)
@@ -262,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", choices=("auto", *START_KINDS), default="auto")
     parser.add_argument("--args", default="", help="extra arguments for its start command")
     parser.add_argument("--store", action="append", choices=("memory", "postgresql"))
+    parser.add_argument("--env", metavar="NAME=VALUE", action="append", default=[],
+                        help="a variable for the server, e.g. FLASK_LOG_LEVEL=WARNING")
     parser.add_argument("--seconds", type=int, default=60, help="the flood's length (60)")
     parser.add_argument("--quiet-seconds", type=float, default=20,
                         help="her polls without the flood (20)")
@@ -273,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-url", default=PG_URL)
     args = parser.parse_args(argv)
     args.side_args = shlex.split(args.args)
+    args.env = dict(item.split("=", 1) for item in args.env)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     wrk_bin = require_wrk()
     stores = args.store or ["memory", "postgresql"]
@@ -281,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "loadavg": os.getloadavg()},
         "settings": {"seconds": args.seconds, "quiet_seconds": args.quiet_seconds,
                      "poll_rate": args.poll_rate, "ref": args.ref, "args": args.side_args,
-                     "rounds": args.rounds},
+                     "env": args.env, "rounds": args.rounds},
         "stores": {store: [] for store in stores},
         "medians": {},
     }
