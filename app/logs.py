@@ -10,6 +10,8 @@ looks like ``Bearer <token>`` in a message or a traceback is masked.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import logging
 import os
@@ -21,6 +23,10 @@ from typing import Any
 FORMATS = ("json", "text")
 MAX_FIELD = 256  # longest client-controlled string (path, user agent) logged
 _BEARER = re.compile(r"(?i)\b(bearer\s+)\S+")
+# libc's write(2), called with the interpreter lock held (PyDLL, not CDLL).
+_libc_write = ctypes.PyDLL(None, use_errno=True).write
+_libc_write.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)
+_libc_write.restype = ctypes.c_ssize_t
 
 
 def redact(text: str) -> str:
@@ -84,15 +90,19 @@ def make_formatter(log_format: str) -> logging.Formatter:
 
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes each line to whatever ``sys.stderr`` is at the time (test
-    captures swap it), with one ``os.write`` of the whole line when it has a
-    file descriptor, and no lock.
-
-    A StreamHandler holds its lock, and a Python stream its own, while a
-    write waits for the kernel; with several request threads the others then
-    queue behind that lock instead of answering (a fast path:
+    captures swap it): one write of the whole line, no lock, and without
+    letting go of the interpreter lock (a fast path:
     bench/README.md#log-writes).
-    One write of a whole line needs no lock: the kernel keeps lines whole
-    (a pipe up to 4 KiB a write)."""
+
+    ``os.write`` lets go of the interpreter lock for the system call, and
+    the request thread must then wait for the other thread to hand it back:
+    a wait a request, several milliseconds under load. libc's ``write``
+    called through ``ctypes.PyDLL`` keeps the lock for the microseconds the
+    kernel takes to copy a line. (Should whatever reads stderr stop reading,
+    the worker stops with it, as it would with ``os.write`` once every
+    request thread waits on its line.) One write of a whole line needs no
+    lock of our own either: the kernel keeps it whole (a pipe up to 4 KiB a
+    write)."""
 
     def createLock(self) -> None:
         self.lock = None  # acquire() and release() do nothing
@@ -117,7 +127,13 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 return
             data = line.encode(getattr(stream, "encoding", None) or "utf-8", "backslashreplace")
             while data:  # a full pipe may take part of it: write the rest
-                data = data[os.write(fd, data):]
+                written = _libc_write(fd, data, len(data))
+                if written < 0:
+                    error = ctypes.get_errno()
+                    if error != errno.EINTR:
+                        raise OSError(error, os.strerror(error))
+                    continue
+                data = data[written:]
         except Exception:
             self.handleError(record)
 
@@ -152,3 +168,4 @@ def server_log_config(config: dict[str, Any]) -> dict[str, Any]:
             "granian.access": {"propagate": True},
         },
     }
+

@@ -9,12 +9,14 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from app.logs import JsonFormatter, TextFormatter, redact
+from app.logs import JsonFormatter, StderrHandler, TextFormatter, redact
 from tests.helpers import DEV_ALICE
 from tests.loopback_auth import production_auth_env
 from tests.server import serve_process
@@ -148,3 +150,41 @@ def test_every_line_the_server_writes_is_json(tmp_path: Path):
     assert any(m.startswith("Granian shutdown completed") for m in messages)
     assert all(set(x) >= LINE for x in lines)
     assert "anonymous" in [x["request_id"] for x in lines if x["logger"] == "app.request"]
+
+
+def test_a_line_is_written_without_letting_go_of_the_interpreter_lock(tmp_path, monkeypatch):
+    """While the handler writes, no other Python thread runs: a thread that
+    lets go of the interpreter lock waits to get it back behind the others
+    (bench/README.md#log-writes)."""
+    ticks = 0
+    stop = threading.Event()
+
+    def tick() -> None:  # counts whenever it holds the interpreter lock
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            time.sleep(0)  # lets go of it at once
+
+    handler = StderrHandler()
+    handler.setFormatter(JsonFormatter())
+    line = record(request_id="r", status=200)
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(30)  # no forced hand-over during the writes
+    ticker = threading.Thread(target=tick)
+    try:
+        with open(tmp_path / "stderr", "w") as stderr:
+            monkeypatch.setattr(sys, "stderr", stderr)
+            ticker.start()
+            while ticks < 10:
+                time.sleep(0.001)
+            before = ticks
+            for _ in range(300):
+                handler.emit(line)
+            during = ticks - before
+    finally:
+        stop.set()
+        sys.setswitchinterval(previous)
+        ticker.join()
+    lines = (tmp_path / "stderr").read_text().splitlines()
+    assert len(lines) == 300 and all(json.loads(x)["request_id"] == "r" for x in lines)
+    assert during == 0
