@@ -34,6 +34,7 @@ from typing import Any
 
 import requests
 
+from bench.load import ONE_IDENTITY_LIMITS
 from tests.server import serve_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,12 +131,7 @@ def service_env(store: Store) -> dict[str, str]:
         "FLASK_MIN_DELAY_SECONDS": "86400",
         "FLASK_MAX_DELAY_SECONDS": "172800",
         "FLASK_STORE_URL": store.url,
-        # One identity sends every request: per-caller limits it never reaches
-        # (the checks still run), and room for every action the runs create.
-        "FLASK_RUN_RATE_LIMIT": "1000000/minute",
-        "FLASK_GET_RATE_LIMIT": "1000000/minute",
-        "FLASK_MAX_LIVE_ACTIONS": "10000000",
-        "FLASK_MEMORY_STORE_CAPACITY": "10000000",
+        **ONE_IDENTITY_LIMITS,  # one identity sends every request
     }
 
 

@@ -52,7 +52,7 @@ from typing import Any
 
 import requests
 
-from bench.load import Request, require_wrk, run_wrk
+from bench.load import ONE_IDENTITY_LIMITS, Request, require_wrk, run_wrk
 from bench.sides import (
     AB_DIR,
     RESULTS,
@@ -249,9 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: did not install, left out:\n{why}", flush=True)
     env = {**clean_env(venv, [ROOT]), "FLASK_AUTH_MODE": "dev", "FLASK_STORE_URL": "memory://",
            "FLASK_MIN_DELAY_SECONDS": "86400", "FLASK_MAX_DELAY_SECONDS": "172800",
-           # one identity sends every request: its limits out of reach (still checked)
-           "FLASK_RUN_RATE_LIMIT": "1000000/minute", "FLASK_GET_RATE_LIMIT": "1000000/minute",
-           "FLASK_MAX_LIVE_ACTIONS": "10000000", "FLASK_MEMORY_STORE_CAPACITY": "10000000"}
+           **ONE_IDENTITY_LIMITS}  # one identity sends every request
     run_dir = AB_DIR / "run-servers"
     run_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
