@@ -115,10 +115,9 @@ def close_if_body_unread(response: Response) -> Response:
     anyone without a token hold a thread for as long as they trickle a body.
     """
     environ = request.environ
-    has_body = environ.get("CONTENT_LENGTH", "0") not in ("", "0") or "chunked" in environ.get(
-        "HTTP_TRANSFER_ENCODING", ""
-    )
-    if has_body and not g.get("body_read"):
+    sized_body = environ.get("CONTENT_LENGTH", "") not in ("", "0")
+    chunked_body = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "")
+    if (sized_body or chunked_body) and not g.get("body_read"):
         response.headers["Connection"] = "close"
     return response
 

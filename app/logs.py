@@ -168,4 +168,3 @@ def server_log_config(config: dict[str, Any]) -> dict[str, Any]:
             "granian.access": {"propagate": True},
         },
     }
-
