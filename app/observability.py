@@ -3,7 +3,8 @@
 Every request gets an id (a valid incoming ``X-Request-ID``, else a new one),
 returned in the response's ``X-Request-ID`` and logged with the request's
 method, path (no query string), route, status, latency, action_id and the
-caller's identity where known. Never a token, a secret or a body.
+caller's identity where known (unless ``LOG_REQUESTS`` is off). Never a
+token, a secret or a body.
 
 Metrics live in a registry of the app's own; with ``PROMETHEUS_MULTIPROC_DIR``
 set (``python -m app`` sets it) every worker process writes its values there
@@ -260,8 +261,8 @@ def _finish_request(response: Response) -> Response:
 
     view = app.view_functions.get(req.endpoint)
     level = logging.DEBUG if getattr(view, "quiet", False) else logging.INFO
-    if not log.isEnabledFor(level):
-        return response  # nobody reads it: do not build it
+    if not app.config["LOG_REQUESTS"] or not log.isEnabledFor(level):
+        return response  # off, or nobody reads it: do not build it
     fields: dict[str, Any] = {
         "request_id": request_id,
         "method": clip(req.method),

@@ -98,6 +98,7 @@ class ServiceSettings(BaseSettings):
         "DEBUG, INFO, WARNING, ERROR or CRITICAL (any case)"
     )
     LOG_FORMAT: Literal["json", "text"] = _form("json or text")
+    LOG_REQUESTS: bool = _form("a boolean: true/false, yes/no, on/off, 1/0 (any case)")
     METRICS_ENABLED: bool = _form("a boolean: true/false, yes/no, on/off, 1/0 (any case)")
     RUN_RATE_LIMIT: str = _form(
         'rates like "20/second;600/minute" (count/second, minute, hour or day), or "" for none'

@@ -255,8 +255,9 @@ def test_metrics_disabled_is_404_not_found(make_app, alice):
     assert response.status_code == 404 and response.json["code"] == "NotFound"
 
 
-def test_with_info_off_no_request_line_but_ids_and_metrics_stay(make_app, alice, capsys):
-    client = make_app(LOG_LEVEL="WARNING").test_client()
+@pytest.mark.parametrize("setting", [{"LOG_LEVEL": "WARNING"}, {"LOG_REQUESTS": False}])
+def test_with_request_lines_off_ids_and_metrics_stay(make_app, alice, capsys, setting):
+    client = make_app(**setting).test_client()
     capsys.readouterr()
     started = run(client, alice)
     status = client.get(f"/{started.json['action_id']}/status", headers=alice.headers)
