@@ -249,6 +249,9 @@ def test_ctrl_c_stops_waiting_without_cancelling():
             [str(AP_CLIENT), "--url", base, "run", "--utc-offset", "1", "--wait"],
             env={**os.environ, "ACTION_PROVIDER_TOKEN": "dev-token-alice"},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            # Ctrl-C as a terminal sends it: a suite started in the background
+            # (`scripts/test &`) ignores SIGINT, and its children would inherit that.
+            preexec_fn=_default_sigint,
         )
         try:
             waiting = read_until(process, ": ACTIVE", seconds=30)
@@ -264,6 +267,10 @@ def test_ctrl_c_stops_waiting_without_cancelling():
         assert f"Resume with: ap-client --url {base} status --wait {action_id}" in rest
         still = as_json(base, "status", action_id)
     assert still["status"] == "ACTIVE"  # not cancelled
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def read_until(process: subprocess.Popen, marker: str, seconds: float) -> str:
