@@ -97,8 +97,8 @@ LOG_LEVEL: str = "INFO"
 # "json" (one JSON object a line, for log collectors) or "text" (for people).
 LOG_FORMAT: str = "json"
 # One log line a request (INFO, logger app.request). Off where the proxy's
-# access log is enough: the line is the largest cost of a request
-# (docs/performance.md).
+# access log is enough: on the memory store the line is the largest single
+# cost of a request (docs/performance.md).
 LOG_REQUESTS: bool = True
 # Serve Prometheus metrics at GET /metrics (no auth: restrict it at the proxy,
 # or turn it off). /healthz is always served.
