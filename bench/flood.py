@@ -4,7 +4,7 @@ action's status.
     .venv/bin/python -m bench.flood                      # HEAD, memory and PostgreSQL, 60 s
     .venv/bin/python -m bench.flood --rounds 3           # 3 rounds, medians (about 10 min)
     .venv/bin/python -m bench.flood --ref main --store memory --seconds 10
-    .venv/bin/python -m bench.flood --store memory --env FLASK_LOG_LEVEL=WARNING
+    .venv/bin/python -m bench.flood --store memory --env FLASK_LOG_REQUESTS=false
 
 The commit (--ref) is served as a user serves it (bench/sides.py: its own
 worktree, venv and install, its production start command and defaults), dev
@@ -257,6 +257,13 @@ def print_table(results: dict[str, Any]) -> None:
               f"{'all' if m['nothing_lost'] else 'LOST some'} |")
 
 
+def _name_value(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not name or not equals:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE")
+    return name, value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.flood", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -265,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--args", default="", help="extra arguments for its start command")
     parser.add_argument("--store", action="append", choices=("memory", "postgresql"))
     parser.add_argument("--env", metavar="NAME=VALUE", action="append", default=[],
-                        help="a variable for the server, e.g. FLASK_LOG_LEVEL=WARNING")
+                        type=_name_value,
+                        help="a variable for the server, e.g. FLASK_LOG_REQUESTS=false")
     parser.add_argument("--seconds", type=int, default=60, help="the flood's length (60)")
     parser.add_argument("--quiet-seconds", type=float, default=20,
                         help="her polls without the flood (20)")
@@ -277,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-url", default=PG_URL)
     args = parser.parse_args(argv)
     args.side_args = shlex.split(args.args)
-    args.env = dict(item.split("=", 1) for item in args.env)
+    args.env = dict(args.env)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     wrk_bin = require_wrk()
     stores = args.store or ["memory", "postgresql"]
